@@ -1,0 +1,7 @@
+"""The Llama 3 text model: configuration and presets, the decoder, tokenizer and chat format,
+generation, size/FLOP accounting and Hugging Face conversion."""
+
+from text.config import PRESETS, RopeScaling, TextConfig, create_config, list_presets
+from text.model import Transformer
+
+__all__ = ["TextConfig", "RopeScaling", "PRESETS", "create_config", "list_presets", "Transformer"]

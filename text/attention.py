@@ -1,0 +1,171 @@
+"""Grouped-query self-attention with RoPE, document masking and a KV cache (llama3-spec §1.1).
+
+Three ways a forward pass attends, all through `F.scaled_dot_product_attention`:
+- one document per row, no cache: plain causal attention (`is_causal`, no mask is built);
+- packed documents (`doc_ids`): a block-diagonal causal mask, built per chunk of queries so
+  memory grows with T·chunk rather than T² (a 32K-token row never materialises a T×T mask);
+- decoding with a `KVCache`: the new queries attend to every filled cache slot up to their own,
+  minus slots marked as padding (left-padded batches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from text.rope import apply_rotary
+
+QUERY_CHUNK = 2048
+"""Packed-document attention builds its mask for this many queries at a time."""
+
+
+class KVCache:
+    """Per-layer key/value buffers [B, n_kv_heads, max_len, head_dim], filled slot by slot.
+
+    All rows share the slot index (`filled`); rows of different lengths are left-padded and the
+    padding slots are excluded through `key_valid` [B, max_len].
+    """
+
+    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
+                 *, dtype: torch.dtype, device: torch.device | str):
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.key_valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        self.has_padding = False
+        self.max_len = max_len
+        self.filled = 0
+
+    def mark_padding(self, pad: Tensor) -> None:
+        """pad [B, T0] bool: slots [0, T0) that hold padding and must never be attended."""
+        self.key_valid[:, : pad.shape[1]] = ~pad
+        self.has_padding = bool(pad.any())
+
+    def write(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v [B, n_kv, T, hd] at slots [filled, filled+T); return all filled slots so far."""
+        start, end = self.filled, self.filled + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache full: {end} slots needed, {self.max_len} allocated")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Called once per forward, after every layer has written its n new slots."""
+        self.filled += n
+
+
+@dataclass
+class AttentionContext:
+    """What every layer of one forward pass needs to attend; built once by the model.
+
+    cos, sin: [B, 1, T, head_dim] rotary tables for the tokens of this pass.
+    doc_ids: [B, T] document index per token when sequences are packed, else None.
+    cache: the KV cache when decoding, else None.
+    """
+
+    cos: Tensor
+    sin: Tensor
+    doc_ids: Tensor | None = None
+    cache: KVCache | None = None
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with n_kv_heads key/value heads shared by groups of query heads."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, dim // n_heads
+        self.wq = nn.Linear(dim, n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
+        self.wv = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
+
+    def forward(self, x: Tensor, ctx: AttentionContext, layer: int) -> Tensor:
+        """x [B, T, dim] → [B, T, dim]."""
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, ctx.cos, ctx.sin), apply_rotary(k, ctx.cos, ctx.sin)
+        if ctx.cache is not None:
+            out = _attend_cached(q, k, v, ctx.cache, layer)
+        elif ctx.doc_ids is not None:
+            out = _attend_documents(q, k, v, ctx.doc_ids)
+        else:
+            out = _sdpa_gqa(q, k, v, is_causal=True)
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+
+def repeat_kv(t: Tensor, groups: int) -> Tensor:
+    """[B, n_kv, S, hd] → [B, n_kv·groups, S, hd], each KV head serving `groups` query heads."""
+    if groups == 1:
+        return t
+    B, H, S, D = t.shape
+    return t[:, :, None].expand(B, H, groups, S, D).reshape(B, H * groups, S, D)
+
+
+def _sdpa_gqa(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> Tensor:
+    groups = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), **kwargs)
+
+
+def _attend_documents(q: Tensor, k: Tensor, v: Tensor, doc_ids: Tensor) -> Tensor:
+    """Block-diagonal causal attention over packed documents, one chunk of queries at a time.
+
+    Documents are contiguous runs of equal doc_ids, so a chunk of queries [s, e) only needs keys
+    from the earliest document start in the chunk up to e.
+    """
+    B, _, T, _ = q.shape
+    starts = document_starts(doc_ids)  # [B, T] index where each token's document begins
+    outputs = []
+    for s in range(0, T, QUERY_CHUNK):
+        e = min(s + QUERY_CHUNK, T)
+        lo = int(starts[:, s].min())
+        same_doc = doc_ids[:, s:e, None] == doc_ids[:, None, lo:e]
+        causal = torch.arange(s, e, device=q.device)[:, None] >= torch.arange(lo, e, device=q.device)
+        mask = (same_doc & causal)[:, None]  # [B, 1, e-s, e-lo]
+        outputs.append(_sdpa_gqa(q[:, :, s:e], k[:, :, lo:e], v[:, :, lo:e], attn_mask=mask))
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+
+def _attend_cached(q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: int) -> Tensor:
+    """New queries [B, H, T, hd] against every cache slot filled so far (their own included)."""
+    T = q.shape[2]
+    start = cache.filled
+    keys, values = cache.write(layer, k, v)
+    end = keys.shape[2]
+    if not cache.has_padding:
+        if T == 1:
+            return _sdpa_gqa(q, keys, values)
+        if start == 0:
+            return _sdpa_gqa(q, keys, values, is_causal=True)
+    slots = torch.arange(end, device=q.device)
+    causal = torch.arange(start, end, device=q.device)[:, None] >= slots  # [T, end]
+    mask = causal[None, None] & cache.key_valid[:, None, None, :end]
+    # A left-padded row's padding queries see no valid key; let them see themselves so that no
+    # softmax row is empty (their outputs are never used).
+    mask = mask | (slots == torch.arange(start, end, device=q.device)[:, None])[None, None]
+    return _sdpa_gqa(q, keys, values, attn_mask=mask)
+
+
+def document_starts(doc_ids: Tensor) -> Tensor:
+    """doc_ids [B, T] → [B, T]: the index of the first token of each token's document."""
+    T = doc_ids.shape[1]
+    index = torch.arange(T, device=doc_ids.device).expand_as(doc_ids)
+    boundary = torch.ones_like(doc_ids, dtype=torch.bool)
+    boundary[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    return torch.where(boundary, index, torch.zeros_like(index)).cummax(dim=1).values
+
+
+def document_positions(doc_ids: Tensor) -> Tensor:
+    """doc_ids [B, T] → position ids [B, T] that restart at 0 with every document."""
+    index = torch.arange(doc_ids.shape[1], device=doc_ids.device).expand_as(doc_ids)
+    return index - document_starts(doc_ids)
+
+
+__all__ = ["Attention", "AttentionContext", "KVCache", "repeat_kv", "document_positions",
+           "document_starts", "QUERY_CHUNK"]

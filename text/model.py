@@ -1,0 +1,152 @@
+"""The dense Llama 3 decoder (llama3-spec §1.1): pre-norm RMSNorm blocks of GQA self-attention
+with RoPE and a SwiGLU FFN, no biases, untied embeddings by default.
+
+State-dict keys follow Meta's reference layout (`tok_embeddings`, `layers.N.attention.wq`,
+`layers.N.feed_forward.w1`, `norm`, `output`), so adapters and converters can name them.
+
+    model = Transformer(create_config("tiny"))
+    logits = model(tokens)                        # [B, T] → [B, T, vocab]
+    logits = model(tokens, doc_ids=doc_ids)       # packed documents never attend to each other
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from text.attention import Attention, AttentionContext, KVCache, document_positions
+from text.config import TextConfig
+from text.rope import RotaryEmbedding
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in fp32, cast back, then scaled (weights start at one)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) ⊙ w3 x)."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    """x + attn(norm(x)), then h + ffn(norm(h))."""
+
+    def __init__(self, config: TextConfig, layer_id: int):
+        super().__init__()
+        self.layer_id = layer_id
+        self.attention_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attention = Attention(config.dim, config.n_heads, config.n_kv_heads)
+        self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.feed_forward = FeedForward(config.dim, config.ffn_hidden_dim)
+
+    def forward(self, x: Tensor, ctx: AttentionContext) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), ctx, self.layer_id)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """The Llama 3 language model. Build on the meta device for size accounting:
+    `with torch.device("meta"): Transformer(create_config("405B"))` allocates nothing."""
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(TransformerBlock(config, i) for i in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+        self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta,
+                                    config.rope_scaling)
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02) -> None:
+        """Normal(0, std) weights; residual output projections scaled by 1/sqrt(2·n_layers)."""
+        out_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.ones_(p)
+            elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
+                nn.init.normal_(p, std=out_std)
+            else:
+                nn.init.normal_(p, std=std)
+        if self.rope.cos.device.type != "meta":
+            self.rope.reset_tables()
+
+    def forward(
+        self,
+        tokens: Tensor | None = None,
+        *,
+        embeds: Tensor | None = None,
+        doc_ids: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Logits [B, T, vocab] for tokens [B, T] (or input embeddings [B, T, dim]).
+
+        doc_ids [B, T]: packed-document ids; attention stays within a document and positions
+            restart per document.
+        positions [B, T]: explicit RoPE positions (left-padded generation); default 0..T-1,
+            offset by the cache's fill when decoding.
+        """
+        return self.output(self.hidden_states(tokens, embeds=embeds, doc_ids=doc_ids,
+                                              positions=positions, cache=cache))
+
+    def hidden_states(self, tokens: Tensor | None = None, *, embeds: Tensor | None = None,
+                      doc_ids: Tensor | None = None, positions: Tensor | None = None,
+                      cache: KVCache | None = None) -> Tensor:
+        """The final-normed hidden states [B, T, dim] that `output` maps to logits."""
+        h = self.tok_embeddings(tokens) if embeds is None else embeds
+        ctx = self.attention_context(h, doc_ids=doc_ids, positions=positions, cache=cache)
+        for layer in self.layers:
+            h = layer(h, ctx)
+        if cache is not None:
+            cache.advance(h.shape[1])
+        return self.norm(h)
+
+    def attention_context(self, h: Tensor, *, doc_ids: Tensor | None = None,
+                          positions: Tensor | None = None,
+                          cache: KVCache | None = None) -> AttentionContext:
+        """Positions, rotary tables and masking for one pass over h [B, T, dim]."""
+        B, T, _ = h.shape
+        if positions is None:
+            if doc_ids is not None:
+                positions = document_positions(doc_ids)
+            else:
+                start = cache.filled if cache is not None else 0
+                positions = torch.arange(start, start + T, device=h.device).expand(B, T)
+        if doc_ids is not None and bool((doc_ids == doc_ids[:, :1]).all()):
+            doc_ids = None  # one document per row: plain causal attention is the same and faster
+        dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
+        cos, sin = self.rope(positions, dtype)
+        return AttentionContext(cos=cos, sin=sin, doc_ids=doc_ids, cache=cache)
+
+    def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype | None = None) -> KVCache:
+        """An empty KV cache for `batch` rows of up to `max_len` tokens."""
+        c = self.config
+        return KVCache(c.n_layers, batch, c.n_kv_heads, max_len, c.head_dim,
+                       dtype=dtype or self.output.weight.dtype, device=self.output.weight.device)
+
+
+__all__ = ["RMSNorm", "FeedForward", "TransformerBlock", "Transformer"]
