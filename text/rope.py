@@ -50,10 +50,12 @@ class RotaryEmbedding(torch.nn.Module):
         angles = torch.cat([angles, angles], dim=-1)  # [max_seq_len, head_dim], halves repeated
         return angles.cos(), angles.sin()
 
-    def reset_tables(self) -> None:
-        """Recompute the tables in place (after building on the meta device and materialising)."""
-        cos, sin = self._tables(self.cos.device)
-        self.cos, self.sin = cos, sin
+    def reset_tables(self, device: torch.device | str | None = None) -> None:
+        """Recompute the tables (after building on the meta device): on `device`, else where they
+        are, else — for tables still on the meta device — on the CPU."""
+        if device is None:
+            device = "cpu" if self.cos.device.type == "meta" else self.cos.device
+        self.cos, self.sin = self._tables(torch.device(device))
 
     def forward(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """positions [B, T] (int) → (cos, sin), each [B, 1, T, head_dim] in `dtype`."""

@@ -12,13 +12,14 @@ model; everything loads with safetensors / `weights_only=True`, never pickle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -42,10 +43,7 @@ def save_checkpoint(
     extra_files: name → object; `.json` names are written as JSON, others with `torch.save`.
     A crash at any point leaves either the old directory or the complete new one, never a mix.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / MODEL_FILE)
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
@@ -56,6 +54,27 @@ def save_checkpoint(
                 torch.save(obj, tmp / name)
         meta = {"format": FORMAT_VERSION, **meta}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, *, tmp_name: str | None = None) -> Iterator[Path]:
+    """Yield a temp directory beside `path`; on success fsync it and rename it to `path`.
+
+    A crash at any point leaves either the old directory or the complete new one, never a mix.
+    tmp_name fixes the temp name (several ranks writing into one directory); a stale one left by a
+    killed run is removed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tmp_name is None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        tmp = path.parent / tmp_name
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    try:
+        yield tmp
         _fsync_dir(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -68,7 +87,6 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -132,11 +150,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def _fsync_dir(path: Path) -> None:
-    for f in path.iterdir():
+    for f in path.rglob("*"):
         if f.is_file():
             with open(f, "rb") as handle:
                 os.fsync(handle.fileno())
 
 
-__all__ = ["save_checkpoint", "read_meta", "load_tensors", "load_text_model", "text_model_meta",
+__all__ = ["save_checkpoint", "atomic_directory", "read_meta", "load_tensors", "load_text_model", "text_model_meta",
            "sha256_file", "MODEL_FILE", "META_FILE", "TOKENIZER_FILE", "FORMAT_VERSION"]

@@ -1,0 +1,114 @@
+"""Speech enters the frozen LM as token embeddings (llama3-spec §5.4): no cross-attention, and the
+LM itself is never changed.
+
+A row of tokens holds each speech span as `<|speech_start|>`, one placeholder per adapter output
+frame, `<|speech_end|>` (ids V+2 and V+3 of a vocab-V LM, docs/internals.md). The placeholders'
+embeddings are replaced by the adapter outputs; every other position keeps the LM's own token
+embedding (ids ≥ V come from `extra_tok_embeddings`, the 8 new rows for ids V…V+7).
+
+    fused = SpeechFusion(lm, encoder, adapter)
+    n = fused.speech_lengths(feat_lengths)                         # placeholders per utterance
+    tokens = cat([prompt_ids, speech_span(n[0], V), transcript_ids])
+    logits = fused(tokens[None], feats, feat_lengths)              # [1, T, V]
+
+Several spans may share a row and rows may hold none; spans are filled in row-major order by the
+utterances of `feats`, in order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+N_EXTRA_TOKENS = 8
+"""New embedding rows for ids V … V+7 (`<|image|>`, `<|video|>`, speech start/end, 4 reserved)."""
+SPEECH_START_OFFSET = 2
+"""`<|speech_start|>` is id V + 2."""
+SPEECH_END_OFFSET = 3
+"""`<|speech_end|>` is id V + 3."""
+PLACEHOLDER_OFFSET = 4 - 256
+"""Placeholders inside a span use `<|finetune_right_pad_id|>` (V − 252); their embeddings are replaced."""
+
+
+def speech_token_ids(vocab_size: int) -> tuple[int, int]:
+    """(`<|speech_start|>`, `<|speech_end|>`) ids for an LM with `vocab_size` rows."""
+    return vocab_size + SPEECH_START_OFFSET, vocab_size + SPEECH_END_OFFSET
+
+
+def speech_span(n_frames: int | Tensor, vocab_size: int) -> Tensor:
+    """[n_frames + 2] int64: start token, n_frames placeholders, end token."""
+    start, end = speech_token_ids(vocab_size)
+    span = torch.full((int(n_frames) + 2,), vocab_size + PLACEHOLDER_OFFSET, dtype=torch.long)
+    span[0], span[-1] = start, end
+    return span
+
+
+def speech_positions(tokens: Tensor, vocab_size: int) -> Tensor:
+    """[B, T] bool: True strictly between a `<|speech_start|>` and its `<|speech_end|>`."""
+    start, end = speech_token_ids(vocab_size)
+    depth = (tokens == start).long().cumsum(dim=1) - (tokens == end).long().cumsum(dim=1)
+    return (depth > 0) & (tokens != start)
+
+
+def splice_speech(embeds: Tensor, tokens: Tensor, speech: Tensor, lengths: Tensor,
+                  vocab_size: int) -> Tensor:
+    """Put the valid frames of speech [N, S, dim] (lengths [N]) into embeds [B, T, dim] at the
+    span positions of tokens [B, T], in row-major order. Returns a new tensor."""
+    inside = speech_positions(tokens, vocab_size)
+    valid = torch.arange(speech.shape[1], device=speech.device)[None, :] < lengths[:, None]
+    frames = speech[valid]  # [sum(lengths), dim], utterance by utterance
+    if int(inside.sum()) != frames.shape[0]:
+        raise ValueError(f"token spans hold {int(inside.sum())} speech positions but the adapter "
+                         f"produced {frames.shape[0]} frames (lengths {lengths.tolist()})")
+    rows, cols = inside.nonzero(as_tuple=True)
+    return embeds.index_put((rows, cols), frames.to(embeds.dtype))
+
+
+class SpeechFusion(nn.Module):
+    """Frozen text LM + Conformer encoder + speech adapter: tokens and audio features → logits.
+
+    The LM is held unchanged under `lm` (its state dict is exactly the text checkpoint's);
+    `fusion_params()` names the new parameters (adapter and extra token rows).
+    """
+
+    def __init__(self, lm: nn.Module, encoder: nn.Module, adapter: nn.Module):
+        super().__init__()
+        self.lm, self.encoder, self.adapter = lm, encoder, adapter
+        self.vocab_size = lm.config.vocab_size
+        self.extra_tok_embeddings = nn.Embedding(N_EXTRA_TOKENS, lm.config.dim)
+        nn.init.normal_(self.extra_tok_embeddings.weight, std=0.02)  # the LM's embedding init
+
+    def fusion_params(self) -> dict[str, nn.Parameter]:
+        """The parameters this wrapper adds to the LM: the adapter and the new token rows."""
+        return {name: p for name, p in self.named_parameters()
+                if name.startswith(("adapter.", "extra_tok_embeddings."))}
+
+    def encoder_params(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.named_parameters() if name.startswith("encoder.")}
+
+    def speech_lengths(self, feat_lengths: Tensor) -> Tensor:
+        """Adapter tokens (placeholders to reserve) for utterances of `feat_lengths` log-mel frames."""
+        return self.adapter.output_lengths(self.encoder.output_lengths(feat_lengths))
+
+    def embed_tokens(self, tokens: Tensor) -> Tensor:
+        """tokens [B, T] (ids < V + 8) → [B, T, dim]; ids < V use the LM's own table unchanged."""
+        extra = tokens >= self.vocab_size
+        text = self.lm.tok_embeddings(tokens.masked_fill(extra, 0))
+        new = self.extra_tok_embeddings((tokens - self.vocab_size).clamp(0, N_EXTRA_TOKENS - 1))
+        return torch.where(extra[..., None], new, text)
+
+    def encode_speech(self, feats: Tensor, feat_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Log-mel [N, T, n_mels] → adapter outputs [N, S, lm_dim] and lengths [N]."""
+        return self.adapter(*self.encoder(feats, feat_lengths))
+
+    def embed(self, tokens: Tensor, speech: Tensor, speech_lengths: Tensor) -> Tensor:
+        """The LM input embeddings [B, T, dim] with adapter outputs spliced into the spans."""
+        return splice_speech(self.embed_tokens(tokens), tokens, speech, speech_lengths, self.vocab_size)
+
+    def forward(self, tokens: Tensor, feats: Tensor, feat_lengths: Tensor) -> Tensor:
+        """tokens [B, T] with speech spans, log-mel [N, T_a, n_mels] + lengths [N] → logits [B, T, V]."""
+        return self.lm(embeds=self.embed(tokens, *self.encode_speech(feats, feat_lengths)))
+
+
+__all__ = ["N_EXTRA_TOKENS", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET", "speech_token_ids",
+           "speech_span", "speech_positions", "splice_speech", "SpeechFusion"]

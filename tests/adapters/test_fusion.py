@@ -1,0 +1,158 @@
+import pytest
+import torch
+
+from adapters.fusion import (FUSION_MODULES, FusionConfig, ImageSpans, build_fusion_model,
+                             fusion_schedule, image_attendance)
+from fusion_fixtures import TEXT, V, VISION, open_gates, sample_batch
+
+
+@pytest.mark.parametrize("n_layers, n_cross, expected", [
+    (32, 8, [3, 7, 11, 15, 19, 23, 27, 31]),  # Llama 3.2 11B
+    (80, 20, list(range(3, 80, 4))),           # 90B
+    (4, 2, [1, 3]),
+    (6, 1, [5]),
+    (6, 3, [1, 3, 5]),
+])
+def test_fusion_schedule(n_layers, n_cross, expected):
+    assert fusion_schedule(n_layers, n_cross) == expected
+
+
+def test_zero_gates_give_the_text_lm_logits_bit_for_bit(lm, fused):
+    tokens, images, ratio_ids = sample_batch()
+    with torch.no_grad():
+        text_only = tokens.clamp(max=V - 1)
+        assert torch.equal(fused(text_only), lm(text_only))
+        # Images present and attended: still the LM's logits on the same input embeddings.
+        assert torch.equal(fused(tokens, images=images, ratio_ids=ratio_ids),
+                           lm(embeds=fused.embed(tokens)))
+        assert torch.equal(fused(text_only, images=images, ratio_ids=ratio_ids), lm(text_only))
+
+
+def test_state_dict_keys_and_loading_a_text_checkpoint(lm, fused):
+    lm_keys = set(lm.state_dict())
+    keys = set(fused.state_dict())
+    assert lm_keys <= keys  # LM keys unchanged
+    adapter = keys - lm_keys
+    assert adapter == fused.adapter_state_keys()
+    assert {k.split(".")[0] for k in adapter} == set(FUSION_MODULES)
+    # A fresh fused model loads the text checkpoint: exactly the adapter keys are missing.
+    torch.manual_seed(5)
+    from text.model import Transformer
+    other = build_fusion_model(Transformer(TEXT), VISION, FusionConfig(cross_attention_every=2))
+    missing = other.load_text_state_dict(lm.state_dict())
+    assert set(missing) == adapter
+    for k, v in lm.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v)
+    with pytest.raises(ValueError, match="does not fit"):
+        other.load_text_state_dict({**lm.state_dict(), "extra.weight": torch.zeros(1)})
+    bad = dict(lm.state_dict())
+    del bad["norm.weight"]
+    with pytest.raises(ValueError, match="does not fit"):
+        other.load_text_state_dict(bad)
+
+
+def test_new_token_rows(lm, fused):
+    assert fused.learnable_embedding.num_embeddings == 8
+    assert fused.output.out_features == V  # the head keeps V rows
+    tokens = torch.tensor([[1, V, V + 1, V + 7, 5]])
+    e = fused.embed(tokens)
+    assert torch.equal(e[0, 1], fused.learnable_embedding.weight[0])
+    assert torch.equal(e[0, 3], fused.learnable_embedding.weight[7])
+    assert torch.equal(e[0, [0, 4]], lm.tok_embeddings(tokens[0, [0, 4]]))
+
+
+def _attend(tokens, n_images):
+    return image_attendance(tokens, V, ImageSpans.start(tokens.shape[0], n_images, tokens.device))
+
+
+def test_text_attends_its_image_until_the_next_image_token():
+    I, t = V, 1
+    tokens = torch.tensor([[t, I, t, t, I, t, t]])
+    attend, _ = _attend(tokens, 2)
+    assert attend[0].int().tolist() == [
+        [0, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]]
+    # Consecutive image tokens: the text after them attends to all of them.
+    tokens = torch.tensor([[t, I, I, t, t, I, t]])
+    attend, _ = _attend(tokens, 3)
+    assert attend[0].int().tolist() == [
+        [0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]]
+
+
+def test_attendance_state_carries_across_chunks():
+    I, t = V, 1
+    tokens = torch.tensor([[t, I, t, I, I, t, t, I, t], [I, t, t, t, t, t, t, t, t]])
+    full, _ = _attend(tokens, 4)
+    spans = ImageSpans.start(2, 4, tokens.device)
+    parts = []
+    for s, e in [(0, 2), (2, 4), (4, 5), (5, 8), (8, 9)]:
+        a, spans = image_attendance(tokens[:, s:e], V, spans)
+        parts.append(a)
+    assert torch.equal(torch.cat(parts, 1), full)
+
+
+def test_model_text_sees_only_its_own_image(fused):
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch()
+    with torch.no_grad():
+        base = fused(tokens, images=images, ratio_ids=ratio_ids)
+        # Change row 1's second image: tokens before its <|image|> (t < 9) are unaffected.
+        changed = images.clone()
+        changed[1, 1] += 3.0
+        other = fused(tokens, images=changed, ratio_ids=ratio_ids)
+        assert torch.equal(other[1, :9], base[1, :9])
+        assert not torch.allclose(other[1, 9:], base[1, 9:])
+        assert torch.equal(other[0], base[0])
+        # Change row 1's first image: rows before its token (t < 4) are unaffected; its padding
+        # tiles (ratio id 6 = 2×2 uses all four) — use row 0, whose image is 1×2: padding tiles
+        # 2 and 3 never matter.
+        changed = images.clone()
+        changed[0, 0, 2:] = 50.0
+        changed[0, 1] = -7.0  # a padding image
+        torch.testing.assert_close(fused(tokens, images=changed, ratio_ids=ratio_ids), base,
+                                   rtol=0, atol=1e-5)
+
+
+def test_text_rows_without_image_are_finite_and_unchanged(lm, fused):
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch()
+    with torch.no_grad():
+        out = fused(tokens, images=images, ratio_ids=ratio_ids)
+        ref = lm(embeds=fused.embed(tokens))
+    assert torch.isfinite(out).all()
+    # Tokens before the first image see no image: their logits equal the LM's.
+    assert torch.equal(out[0, :2], ref[0, :2]) and torch.equal(out[1, :4], ref[1, :4])
+    assert not torch.allclose(out[0, 2:], ref[0, 2:])
+
+
+def test_cached_decoding_equals_full_forward_with_image(fused):
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch(T=16)
+    with torch.no_grad():
+        full = fused(tokens, images=images, ratio_ids=ratio_ids)
+        cache = fused.new_cache(2, 32)
+        steps = [fused(tokens[:, :6], images=images, ratio_ids=ratio_ids, cache=cache)]
+        # Decode one token at a time (the second image token of row 1 arrives while decoding).
+        steps += [fused(tokens[:, t:t + 1], cache=cache) for t in range(6, 16)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_text_only_input_skips_cross_attention(fused):
+    open_gates(fused)
+    calls = []
+    for block in fused.cross_attention_layers.values():
+        block.register_forward_hook(lambda *a: calls.append(1))
+    tokens = torch.randint(0, V, (1, 5))
+    cache = fused.new_cache(1, 8)
+    with torch.no_grad():
+        fused(tokens, cache=cache)
+        fused(tokens[:, :1], cache=cache)
+    assert calls == []
+    fused(*sample_batch()[:1], images=sample_batch()[1], ratio_ids=sample_batch()[2])
+    assert len(calls) == len(fused.schedule)
+
+
+def test_fusion_params_are_the_adapter_parameters(fused, lm):
+    names = set(fused.fusion_params())
+    lm_names = {n for n, _ in lm.named_parameters()}
+    assert names.isdisjoint(lm_names)
+    assert names | lm_names == {n for n, _ in fused.named_parameters()}

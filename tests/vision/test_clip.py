@@ -1,0 +1,51 @@
+import math
+
+import pytest
+import torch
+
+from vision.clip import ClipModel, TextTower, retrieval_recall
+from vision.config import create_config
+from vision.encoder import build_encoder
+
+
+def test_clip_loss_trains_everything_including_temperature():
+    torch.manual_seed(0)
+    model = ClipModel(build_encoder(create_config("tiny")),
+                      TextTower(vocab_size=64, embed_dim=32, width=32, n_layers=1, n_heads=2), 32)
+    pixels = torch.randn(3, 4, 3, 56, 56)
+    ids = torch.tensor([1, 6, 2])
+    tokens = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [3, 4, 5, 6]])
+    loss = model.loss(pixels, ids, tokens)
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert math.isclose(model.logit_scale.exp().item(), 1 / 0.07, rel_tol=1e-5)
+    loss.backward()
+    assert model.logit_scale.grad is not None and model.logit_scale.grad != 0
+    no_grad = [n for n, p in model.named_parameters()
+               if p.grad is None and "gate" not in n and "tile_embedding" not in n
+               and "global_layers" not in n]
+    # With gates at zero the gated parts get no gradient yet; everything else does.
+    assert no_grad == []
+
+
+def test_text_tower_pools_last_real_token():
+    torch.manual_seed(0)
+    tower = TextTower(vocab_size=16, embed_dim=8, width=16, n_layers=1, n_heads=2)
+    a = tower(torch.tensor([[3, 4, 0, 0]]))
+    b = tower(torch.tensor([[3, 4, 0, 0, 0, 0]]))
+    torch.testing.assert_close(a, b)
+
+
+def test_retrieval_recall_hand_case():
+    images = torch.eye(3)
+    # Caption 0 → image 0 (exact), caption 1 → image 1 but closest to image 2, caption 2 → image 2.
+    texts = torch.tensor([[1.0, 0, 0], [0, 0.5, 0.9], [0, 0, 1.0]])
+    r = retrieval_recall(images, texts, ks=(1, 2))
+    # i2t R@1: image0 → text0 ✓; image1 → text1 ✓ (0.5 is its best); image2 → text2 (1.0 > 0.9) ✓.
+    assert r["i2t_R@1"] == 1.0
+    # t2i R@1: text1's best image is 2 ✗; others ✓.
+    assert r["t2i_R@1"] == pytest.approx(2 / 3)
+    assert r["t2i_R@2"] == 1.0
+    # Several captions per image.
+    texts = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.9, 0, 0], [0, 0.8, 0]])
+    r = retrieval_recall(images[:2], texts, torch.tensor([0, 1, 0, 1]), ks=(1,))
+    assert r["i2t_R@1"] == 1.0 and r["t2i_R@1"] == 1.0

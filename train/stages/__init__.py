@@ -1,0 +1,43 @@
+"""The stage registry: `herd train STAGE` names → (typed config class, unit module).
+
+Each unit module has `build(config, env) -> TrainUnit`. Importing this package is light (no torch):
+the CLI builds its options from the config classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from train.config import DPOConfig, PretrainConfig, RunConfig, SFTConfig
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    config: type[RunConfig]
+    module: str
+    """Module with `build(config, env) -> TrainUnit`."""
+
+    def builder(self):
+        return importlib.import_module(self.module).build
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("text-pretrain", PretrainConfig, "train.stages.text_pretrain"),
+    Stage("text-sft", SFTConfig, "train.stages.text_sft"),
+    Stage("text-dpo", DPOConfig, "train.stages.text_dpo"),
+)}
+
+
+def list_stages() -> list[str]:
+    return list(STAGES)
+
+
+def get_stage(name: str) -> Stage:
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; choose from {', '.join(STAGES)}")
+    return STAGES[name]
+
+
+__all__ = ["Stage", "STAGES", "list_stages", "get_stage"]

@@ -1,0 +1,100 @@
+"""Pieces the three text stages share: tokenizer and LM construction (random or from a parent
+checkpoint, with its provenance), shard lookup, and the token-level losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from train.checkpoint import META_FILE, MODEL_FILE, TOKENIZER_FILE, load_text_model, sha256_file
+from train.config import RunConfig
+from train.distributed import DistEnv
+
+IGNORE = -100
+
+
+def resolve_checkpoint(spec: str) -> Path:
+    """A checkpoint dir from a checkpoint dir, a run folder, or a `checkpoints/latest` pointer."""
+    from train.state import find_latest
+
+    path = Path(spec)
+    if path.is_file() and path.name == "latest":
+        return path.parent / path.read_text().strip()
+    if (path / META_FILE).is_file():
+        return path
+    latest = find_latest(path)
+    if latest is None:
+        raise FileNotFoundError(f"model.init {spec}: no checkpoint there")
+    return latest
+
+
+def tokenizer_file(config: RunConfig) -> Path | None:
+    """The tokenizer.json to use: data.tokenizer, else the init checkpoint's, else None."""
+    spec = config.data.tokenizer
+    if not spec and config.model.init:
+        spec = str(resolve_checkpoint(config.model.init))
+    if not spec:
+        return None
+    path = Path(spec)
+    path = path / TOKENIZER_FILE if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer not found: {path}")
+    return path
+
+
+def load_tokenizer_for(config: RunConfig):
+    from text.tokenizer import load_tokenizer
+
+    path = tokenizer_file(config)
+    if path is None:
+        raise ValueError("this stage needs a tokenizer: set data.tokenizer or model.init")
+    return load_tokenizer(path)
+
+
+def build_lm(config: RunConfig, env: DistEnv, vocab_size: int | None) -> tuple[nn.Module, list[dict]]:
+    """The LM on env.device (fp32, train mode) and its parents for meta.json."""
+    from text.config import create_config
+    from text.model import Transformer
+
+    if config.model.init:
+        ckpt = resolve_checkpoint(config.model.init)
+        model = load_text_model(ckpt, device=env.device).train()
+        return model, [parent_entry(ckpt)]
+    overrides = {}
+    if config.model.vocab_size or vocab_size:
+        overrides["vocab_size"] = config.model.vocab_size or vocab_size
+    model = Transformer(create_config(config.model.preset, **overrides)).to(env.device)
+    model.rope.reset_tables(env.device)
+    return model, []
+
+
+def parent_entry(ckpt: Path) -> dict[str, Any]:
+    return {"path": str(ckpt), "sha256": sha256_file(ckpt / MODEL_FILE)}
+
+
+def shard_list(config: RunConfig, split: str) -> list[Path]:
+    from data.shards import split_shards
+
+    if not config.data.shards:
+        raise ValueError("data.shards is empty (or set data.synthetic=true)")
+    return split_shards(Path(config.data.shards), split)
+
+
+def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
+    """log p(target) per position [B, T] in fp32; IGNORE targets give 0."""
+    safe = targets.clamp(min=0)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, safe[..., None]).squeeze(-1)
+    return logp.masked_fill(targets == IGNORE, 0.0)
+
+
+def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean next-token CE over the positions whose target is not IGNORE."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+
+
+__all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm",
+           "parent_entry", "shard_list", "token_logprobs", "cross_entropy"]
