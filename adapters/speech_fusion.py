@@ -4,7 +4,7 @@ LM itself is never changed.
 A row of tokens holds each speech span as `<|speech_start|>`, one placeholder per adapter output
 frame, `<|speech_end|>` (ids V+2 and V+3 of a vocab-V LM, docs/internals.md). The placeholders'
 embeddings are replaced by the adapter outputs; every other position keeps the LM's own token
-embedding (ids ≥ V come from `extra_tok_embeddings`, the 8 new rows for ids V…V+7).
+embedding (ids ≥ V come from `learnable_embedding`, the 8 new rows for ids V…V+7).
 
     fused = SpeechFusion(lm, encoder, adapter)
     n = fused.speech_lengths(feat_lengths)                         # placeholders per utterance
@@ -64,51 +64,79 @@ def splice_speech(embeds: Tensor, tokens: Tensor, speech: Tensor, lengths: Tenso
     return embeds.index_put((rows, cols), frames.to(embeds.dtype))
 
 
+SPEECH_FUSION_MODULES = ("learnable_embedding", "speech_encoder", "speech_adapter")
+"""Top-level submodules that belong to the speech path (everything else is the LM)."""
+
+
 class SpeechFusion(nn.Module):
     """Frozen text LM + Conformer encoder + speech adapter: tokens and audio features → logits.
 
-    The LM is held unchanged under `lm` (its state dict is exactly the text checkpoint's);
-    `fusion_params()` names the new parameters (adapter and extra token rows).
+    Laid out like `adapters.fusion.FusionModel`: the LM's modules sit at the top level under
+    their own names (`tok_embeddings`, `layers`, `norm`, `output`), so a text checkpoint loads
+    unchanged; the speech path lives under `speech_encoder`, `speech_adapter` and
+    `learnable_embedding` (rows for ids V … V+7, the same rows the image fusion uses).
     """
 
     def __init__(self, lm: nn.Module, encoder: nn.Module, adapter: nn.Module):
         super().__init__()
-        self.lm, self.encoder, self.adapter = lm, encoder, adapter
+        self.config = lm.config
+        # Unregistered: its modules are registered below under their own names.
+        object.__setattr__(self, "text_model", lm)
+        self.tok_embeddings, self.layers, self.norm, self.output = (
+            lm.tok_embeddings, lm.layers, lm.norm, lm.output)
+        self.rope = lm.rope
+        self.learnable_embedding = nn.Embedding(N_EXTRA_TOKENS, lm.config.dim)
+        nn.init.normal_(self.learnable_embedding.weight, std=0.02)  # the LM's embedding init
+        self.speech_encoder, self.speech_adapter = encoder, adapter
         self.vocab_size = lm.config.vocab_size
-        self.extra_tok_embeddings = nn.Embedding(N_EXTRA_TOKENS, lm.config.dim)
-        nn.init.normal_(self.extra_tok_embeddings.weight, std=0.02)  # the LM's embedding init
 
+    # --- parameters and checkpoints -------------------------------------------------------
     def fusion_params(self) -> dict[str, nn.Parameter]:
-        """The parameters this wrapper adds to the LM: the adapter and the new token rows."""
-        return {name: p for name, p in self.named_parameters()
-                if name.startswith(("adapter.", "extra_tok_embeddings."))}
+        """The speech path's own parameters by name: encoder, adapter and the new token rows
+        (what the `speech-adapter` stage trains; the LM stays frozen)."""
+        return {n: p for n, p in self.named_parameters() if n.split(".")[0] in SPEECH_FUSION_MODULES}
 
-    def encoder_params(self) -> dict[str, nn.Parameter]:
-        return {name: p for name, p in self.named_parameters() if name.startswith("encoder.")}
+    def adapter_state_keys(self) -> set[str]:
+        return {k for k in self.state_dict() if k.split(".")[0] in SPEECH_FUSION_MODULES}
 
+    def load_text_state_dict(self, state: dict[str, Tensor]) -> list[str]:
+        """Load a text-LM state dict; raise unless the missing keys are exactly the speech path's
+        and none is unexpected. Returns the missing keys."""
+        result = self.load_state_dict(state, strict=False)
+        missing, expected = set(result.missing_keys), self.adapter_state_keys()
+        if result.unexpected_keys or missing != expected:
+            raise ValueError(f"text state dict does not fit the speech model: unexpected "
+                             f"{sorted(result.unexpected_keys)[:5]}, non-speech missing "
+                             f"{sorted(missing - expected)[:5]}, speech keys present "
+                             f"{sorted(expected - missing)[:5]}")
+        return sorted(missing)
+
+    # --- forward --------------------------------------------------------------------------
     def speech_lengths(self, feat_lengths: Tensor) -> Tensor:
         """Adapter tokens (placeholders to reserve) for utterances of `feat_lengths` log-mel frames."""
-        return self.adapter.output_lengths(self.encoder.output_lengths(feat_lengths))
+        return self.speech_adapter.output_lengths(self.speech_encoder.output_lengths(feat_lengths))
 
     def embed_tokens(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] (ids < V + 8) → [B, T, dim]; ids < V use the LM's own table unchanged."""
         extra = tokens >= self.vocab_size
-        text = self.lm.tok_embeddings(tokens.masked_fill(extra, 0))
-        new = self.extra_tok_embeddings((tokens - self.vocab_size).clamp(0, N_EXTRA_TOKENS - 1))
+        text = self.tok_embeddings(tokens.masked_fill(extra, 0))
+        new = self.learnable_embedding((tokens - self.vocab_size).clamp(0, N_EXTRA_TOKENS - 1))
         return torch.where(extra[..., None], new, text)
 
     def encode_speech(self, feats: Tensor, feat_lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Log-mel [N, T, n_mels] → adapter outputs [N, S, lm_dim] and lengths [N]."""
-        return self.adapter(*self.encoder(feats, feat_lengths))
+        return self.speech_adapter(*self.speech_encoder(feats, feat_lengths))
 
     def embed(self, tokens: Tensor, speech: Tensor, speech_lengths: Tensor) -> Tensor:
         """The LM input embeddings [B, T, dim] with adapter outputs spliced into the spans."""
         return splice_speech(self.embed_tokens(tokens), tokens, speech, speech_lengths, self.vocab_size)
 
-    def forward(self, tokens: Tensor, feats: Tensor, feat_lengths: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, feats: Tensor, feat_lengths: Tensor, *,
+                positions: Tensor | None = None) -> Tensor:
         """tokens [B, T] with speech spans, log-mel [N, T_a, n_mels] + lengths [N] → logits [B, T, V]."""
-        return self.lm(embeds=self.embed(tokens, *self.encode_speech(feats, feat_lengths)))
+        embeds = self.embed(tokens, *self.encode_speech(feats, feat_lengths))
+        return self.text_model(embeds=embeds, positions=positions)
 
 
-__all__ = ["N_EXTRA_TOKENS", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET", "speech_token_ids",
+__all__ = ["N_EXTRA_TOKENS", "SPEECH_FUSION_MODULES", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET", "speech_token_ids",
            "speech_span", "speech_positions", "splice_speech", "SpeechFusion"]

@@ -3,8 +3,8 @@
 One document per sample (`txt`, plus `json` with source, title, group): Austen and Moby-Dick
 chapters, Harvard lists, fortunes, runs of WordNet synsets (`data.text_sources`).
 
-Splits never leak: documents are exact-deduplicated (normalised text) across the whole corpus
-first, and every *group* (a novel, a Moby-Dick chapter, a fortune, a WordNet run) lands in one
+Splits never leak: exact duplicates (normalised text) and near-duplicates (MinHash LSH, Jaccard
+≥ 0.8 on word 5-grams) are removed across the whole corpus first, and every *group* (a novel, a Moby-Dick chapter, a fortune, a WordNet run) lands in one
 split. Validation holds out the whole of *Persuasion*; test holds out Moby-Dick from chapter 121 to
 the epilogue; each also takes a hash-chosen 5 % of the Harvard, fortune and WordNet groups.
 The hash is keyed by the seed, and the train order is shuffled with it, so a build is a pure
@@ -23,6 +23,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from data.curate.dedup import NearDuplicateIndex
 from data.debian import read_cache_manifest
 from data.shards import write_manifest, write_shards
 from data.sources import SOURCES
@@ -65,17 +66,19 @@ def assign_split(doc: Doc, seed: int) -> str:
 
 
 def collect_documents(cache: Path, *, preset: str = "full") -> tuple[list[Doc], int]:
-    """Every document of the corpus, exact-deduplicated; also the number of duplicates dropped."""
+    """Every document of the corpus with exact and near duplicates (MinHash, `data.curate.dedup`)
+    removed, the first by key kept; also the number of duplicates dropped."""
     if preset not in PRESETS:
         raise ValueError(f"unknown text preset {preset!r} (choose from {', '.join(PRESETS)})")
     keep = PRESETS[preset]["wordnet_keep"]
     docs = austen(cache) + moby_dick(cache) + harvard(cache) + fortunes(cache)
     docs += [d for i, d in enumerate(wordnet(cache)) if i % keep == 0]
     seen: set[str] = set()
+    near = NearDuplicateIndex()
     unique = []
     for doc in sorted(docs, key=lambda d: d.key):
         norm = normalise(doc.text)
-        if norm and norm not in seen:
+        if norm and norm not in seen and near.add(doc.key, doc.text) is None:
             seen.add(norm)
             unique.append(doc)
     return unique, len(docs) - len(unique)
@@ -114,7 +117,7 @@ def build(out_dir: Path, *, preset: str, seed: int, cache: Path) -> dict:
                         "by_source": dict(sorted(Counter(d.source for d in split_docs).items()))}
     seconds = round(time.perf_counter() - start, 2)
     rule = ("validation: Persuasion + 5% of Harvard/fortune/WordNet groups; test: Moby-Dick ch. "
-            f"{TEST_MOBY_FROM}-epilogue + 5% of those groups; exact duplicates removed corpus-wide first")
+            f"{TEST_MOBY_FROM}-epilogue + 5% of those groups; exact and near duplicates removed corpus-wide first")
     write_manifest(out_dir, kind="text", splits=shards, sources=sources,
                    extra={"preset": preset, "seed": seed, "split_rule": rule, "duplicates_removed": duplicates,
                           "stats": stats})

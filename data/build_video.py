@@ -128,13 +128,10 @@ def sprite_frames(sprite: Sprite, motion: str, cfg: VideoPreset, rng: np.random.
         if angle[i]:
             img = img.rotate(float(angle[i]), resample=Image.BICUBIC, expand=True)
         frame = Image.new("RGBA", (c, c), bg)
-        frame.alpha_composite(img, (int(round(xs[i] - img.width / 2)), int(round(ys[i] - img.height / 2))))
+        # paste with the alpha mask: clips at the borders (alpha_composite refuses negative offsets)
+        frame.paste(img, (int(round(xs[i] - img.width / 2)), int(round(ys[i] - img.height / 2))), img)
         out[i] = np.asarray(frame.convert("RGB"))
     return out
-
-
-def _alpha_composite_clipped(frame: Image.Image, img: Image.Image, x: int, y: int) -> None:
-    frame.paste(img, (x, y), img)
 
 
 def sprite_clips(vocab: dict[str, list[Sprite]], split: str, count: int, cfg: VideoPreset,
@@ -180,47 +177,53 @@ _THEME_OBJECTS = {"Penguins": "penguin", "Big_Penguins": "penguin", "Classic_Pen
 
 
 def _parse_config(text: str) -> list[dict]:
-    """`define NAME key value ...` blocks of an xpenguins theme config, defaults applied."""
+    """The `define NAME key value ...` blocks of an xpenguins theme config, `define default` applied."""
     tokens = re.sub(r"#[^\n]*", " ", text).split()
-    defaults = {"width": 30, "height": 30, "frames": 1, "directions": 1, "speed": 4}
-    defs, current, i = [], None, 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok == "define" and i + 1 < len(tokens):
-            current = {"name": tokens[i + 1]}
-            (defs.append(current) if tokens[i + 1] != "default" else None)
-            i += 2
-            continue
-        if tok in ("toon", "delay", "number") or current is None:
-            i += 2
-            continue
-        current[tok] = tokens[i + 1] if i + 1 < len(tokens) else ""
+    ints = ("width", "height", "frames", "directions", "speed")
+    default = {"width": 30, "height": 30, "frames": 1, "directions": 1, "speed": 4}
+    defs: list[dict] = []
+    current: dict | None = None
+    i = 0
+    while i + 1 < len(tokens):
+        key, value = tokens[i], tokens[i + 1]
+        if key == "define":
+            current = default if value == "default" else {"name": value}
+            if current is not default:
+                defs.append(current)
+        elif key in ("toon", "delay", "number"):
+            current = None
+        elif current is not None:
+            current[key] = int(value) if key in ints and value.lstrip("-").isdigit() else value
         i += 2
-    default = next((d for d in (dict(defaults),)), defaults)
-    for block in re.finditer(r"define\s+default\b(.*?)(?=define|toon|$)", re.sub(r"#[^\n]*", " ", text), re.S):
-        parts = block.group(1).split()
-        default.update({k: int(v) for k, v in zip(parts[::2], parts[1::2]) if k in defaults})
-    out = []
-    for d in defs:
-        if "pixmap" in d:
-            out.append({**default, **{k: int(v) for k, v in d.items() if k in defaults}, "name": d["name"],
-                        "pixmap": d["pixmap"]})
-    return out
+    return [{**default, **d} for d in defs if "pixmap" in d]
 
 
-def _read_xpm(path: Path) -> Image.Image:
-    """Pillow reads most XPMs; ffmpeg reads the rest (colour names Pillow does not know)."""
+def _read_xpm(path: Path, cache: Path | None) -> Image.Image:
+    """Pillow reads most XPMs; ffmpeg reads the rest (11 of 55 use colour names Pillow lacks).
+
+    The ffmpeg result is kept as PNG under `cache/sprites/xpenguins/` (one subprocess, once).
+    """
     try:
         img = Image.open(path)
         img.load()
         return img.convert("RGBA")
     except (OSError, ValueError, SyntaxError):
+        pass
+    kept = None if cache is None else Path(cache) / "sprites" / "xpenguins" / path.parent.name / f"{path.stem}.png"
+    if kept is not None and kept.is_file():
+        return Image.open(kept).convert("RGBA")
+    try:
         png = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "image2pipe", "-vcodec", "png", "-"],
                              capture_output=True, check=True).stdout
-        return Image.open(io.BytesIO(png)).convert("RGBA")
+    except FileNotFoundError:
+        raise RuntimeError(f"ffmpeg is needed to read {path.name} (apt-get install ffmpeg)") from None
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(png)
+    return Image.open(io.BytesIO(png)).convert("RGBA")
 
 
-def load_xpenguins(root: Path) -> list[ToonAction]:
+def load_xpenguins(root: Path, cache: Path | None = None) -> list[ToonAction]:
     """Every multi-frame action of every theme under `root` (…/usr/share/xpenguins/themes)."""
     actions, seen = [], set()
     for theme_dir in sorted(p for p in Path(root).iterdir() if (p / "config").is_file()):
@@ -232,7 +235,7 @@ def load_xpenguins(root: Path) -> list[ToonAction]:
             if d["name"] not in _ACTIONS and stem not in _ACTIONS:
                 continue
             seen.add(key)
-            sheet = _read_xpm(theme_dir / d["pixmap"])
+            sheet = _read_xpm(theme_dir / d["pixmap"], cache)
             w, h = d["width"], d["height"]
             dirs = min(d["directions"], sheet.height // h)
             frames = tuple(tuple(sheet.crop((i * w, r * h, (i + 1) * w, (r + 1) * h)) for i in range(d["frames"]))
@@ -262,7 +265,7 @@ def penguin_frames(toon: ToonAction, direction: int, motion: str, cfg: VideoPres
     for i in range(n):
         img = cells[(phase + i) % len(cells)].resize(size, Image.NEAREST)
         frame = Image.new("RGBA", (c, c), bg)
-        frame.alpha_composite(img, (int(round(xs[i] - size[0] / 2)), int(round(ys[i] - size[1] / 2))))
+        frame.paste(img, (int(round(xs[i] - size[0] / 2)), int(round(ys[i] - size[1] / 2))), img)
         out[i] = np.asarray(frame.convert("RGB"))
     return out
 
@@ -297,7 +300,7 @@ def build(out_dir: Path, *, preset: str, seed: int, cache: Path) -> dict:
     cfg = PRESETS[preset]
     out_dir = Path(out_dir)
     vocab = scene_vocabulary(load_sprites(cache, size=96), cfg.vocabulary)
-    toons = load_xpenguins(fetch_debian(XPENGUINS_PACKAGE, cache) / "usr/share/xpenguins/themes")
+    toons = load_xpenguins(fetch_debian(XPENGUINS_PACKAGE, cache) / "usr/share/xpenguins/themes", cache)
     splits, counts = {}, {}
     for index, split in enumerate(SPLITS):
         rng = np.random.default_rng([seed, 100 + index])

@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,20 +40,34 @@ BACKGROUNDS = {"white": (255, 255, 255), "grey": (200, 200, 200), "pink": (250, 
 SIZE_CLASSES = {"small": (0.20, 0.26), "medium": (0.30, 0.36), "large": (0.42, 0.50)}
 """Longest side of an object's box as a fraction of the canvas side; medium is not named."""
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three"}
+_CACHE_VERSION = 2  # bump when sprite preprocessing changes: cached sprites are rebuilt
 _COLOUR_WORDS = set(TINTS) | {"brown", "black", "white", "pink", "grey", "gray", "colorful", "golden",
                               "silver", "rainbow"}
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Sprite:
-    """One real image with its caption(s); `image` is RGBA cropped to its content."""
+    """One real image with its caption(s); `image` is RGBA cropped to its content.
+
+    A sprite read back from the cache decodes its PNG on first use of `image`, so a build that
+    draws a few hundred sprites does not decode all ~4,700.
+    """
 
     key: str  # stable id, e.g. "emoji:1f424" or "tuxpaint:animals/mammals/giraffe"
     captions: tuple[str, ...]  # captions of the sprite alone ("a baby chick", "A giraffe.")
-    image: Image.Image
     source: str  # "emoji" | "tuxpaint"
     name: str | None = None  # short lower-case noun for scenes ("giraffe"), None if unsuitable
     cutout: bool = True  # transparent background (photos are not): usable in scenes and clips
+    _image: Image.Image | None = field(default=None, repr=False)
+    _path: Path | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> Image.Image:
+        if self._image is None:
+            img = Image.open(self._path)
+            img.load()
+            self._image = img
+        return self._image
 
 
 def article(noun: str) -> str:
@@ -92,7 +106,8 @@ def _emoji_caption(char: str, name: str) -> str:
 
 def _fit(img: Image.Image, size: int) -> Image.Image:
     """Crop to the non-transparent content and shrink so the longest side is at most `size`."""
-    box = img.getbbox() if img.mode == "RGBA" else None
+    # bbox of clearly visible pixels: some stamps carry a faint alpha haze around the drawing
+    box = img.getchannel("A").point(lambda a: 255 if a > 24 else 0).getbbox() if img.mode == "RGBA" else None
     if box:
         img = img.crop(box)
     img = img.copy()
@@ -101,7 +116,7 @@ def _fit(img: Image.Image, size: int) -> Image.Image:
 
 
 def _cache_dir(cache: Path | None, tag: str) -> Path | None:
-    return None if cache is None else Path(cache) / "sprites" / tag
+    return None if cache is None else Path(cache) / "sprites" / f"{tag}-v{_CACHE_VERSION}"
 
 
 def _save_sprites(folder: Path | None, sprites: list[Sprite]) -> None:
@@ -123,9 +138,8 @@ def _load_cached(folder: Path | None) -> list[Sprite] | None:
         return None
     out = []
     for rec in json.loads((folder / "index.json").read_text()):
-        img = Image.open(folder / rec["file"])
-        img.load()
-        out.append(Sprite(rec["key"], tuple(rec["captions"]), img, rec["source"], rec["name"], rec["cutout"]))
+        out.append(Sprite(rec["key"], tuple(rec["captions"]), rec["source"], rec["name"], rec["cutout"],
+                          _path=folder / rec["file"]))
     return out
 
 
@@ -160,7 +174,7 @@ def load_emoji(font_path: Path, *, size: int = 96, cache: Path | None = None) ->
     for char, captions, canvas, names in by_pixels.values():
         key = "emoji:" + "-".join(f"{ord(c):x}" for c in char)
         name = names[0] if re.fullmatch(r"[a-z]+(?: [a-z]+)?", names[0]) else None
-        sprites.append(Sprite(key, tuple(dict.fromkeys(captions)), _fit(canvas, size), "emoji", name))
+        sprites.append(Sprite(key, tuple(dict.fromkeys(captions)), "emoji", name, _image=_fit(canvas, size)))
     _save_sprites(folder, sprites)
     return sprites
 
@@ -196,7 +210,7 @@ def load_stamps(stamps_root: Path, *, size: int = 96, cache: Path | None = None)
         cutout = bool((alpha < 16).mean() > 0.05)
         key = "tuxpaint:" + base.relative_to(stamps_root).as_posix()
         name = scene_name(caption) if cutout else None
-        sprites.append(Sprite(key, (caption,), _fit(img, size), "tuxpaint", name, cutout))
+        sprites.append(Sprite(key, (caption,), "tuxpaint", name, cutout, _image=_fit(img, size)))
     _save_sprites(folder, sprites)
     return sprites
 

@@ -303,7 +303,11 @@ class ShardReader:
                         return sample
                 self.cursor, self.offset = self.cursor + 1, 0
             self.epoch, self.cursor, self.offset = self.epoch + 1, 0, 0
-            if whole_epoch:
-                raise ValueError(f"no readable samples for reader slot {self.slot}/{self.num_slots} "
-                                 f"in {len(self.shards)} shard(s), e.g. {self.shards[0]}")
+            if whole_epoch:  # a whole epoch without one good sample: stop rather than spin
+                message = (f"no readable samples for reader slot {self.slot}/{self.num_slots} in "
+                           f"{len(self.shards)} shard(s), e.g. {self.shards[0]}")
+                if self.strict:
+                    raise ValueError(message)
+                log.warning("%s; this reader stops", message)
+                break
         raise StopIteration

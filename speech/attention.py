@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from text.rope import apply_rotary, rope_frequencies
+from text.rope import rope_frequencies, rotate
 
 
 def padding_mask(lengths: Tensor, max_len: int) -> Tensor:
@@ -29,7 +29,8 @@ class FrameContext:
     """What every layer of one pass over padded frames needs; built once per forward.
 
     pad_mask: [B, T] bool, True at padding (None when no row is padded).
-    cos, sin: [1, 1, T, head_dim] rotary tables for positions 0..T-1.
+    cos, sin: [1, T, 1, head_dim] rotary tables for positions 0..T-1, sin sign-folded as
+        `text.rope.rotate` expects ((−sin, +sin) over the two halves).
     """
 
     pad_mask: Tensor | None
@@ -41,8 +42,9 @@ class FrameContext:
         pad = padding_mask(lengths, max_len)
         freqs = rope_frequencies(head_dim, theta, None).to(lengths.device)
         angles = torch.outer(torch.arange(max_len, device=lengths.device, dtype=torch.float32), freqs)
-        angles = torch.cat([angles, angles], dim=-1)[None, None]
-        return cls(pad_mask=pad if bool(pad.any()) else None, cos=angles.cos(), sin=angles.sin())
+        cos = torch.cat([angles, angles], dim=-1).cos()[None, :, None]
+        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1)[None, :, None]
+        return cls(pad_mask=pad if bool(pad.any()) else None, cos=cos, sin=sin)
 
     @property
     def attend_mask(self) -> Tensor | None:
@@ -61,8 +63,11 @@ class RotarySelfAttention(nn.Module):
 
     def forward(self, x: Tensor, ctx: FrameContext) -> Tensor:
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, ctx.cos, ctx.sin), apply_rotary(k, ctx.cos, ctx.sin)
+        qkv = self.qkv(x).view(B, T, 3 * self.n_heads, self.head_dim)
+        # q and k rotated in one pass; tensors stay [B, T, heads, D] and SDPA reads them transposed
+        qk = rotate(qkv[:, :, : 2 * self.n_heads], ctx.cos, ctx.sin).to(qkv.dtype)
+        q, k = qk[:, :, : self.n_heads].transpose(1, 2), qk[:, :, self.n_heads:].transpose(1, 2)
+        v = qkv[:, :, 2 * self.n_heads:].transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.attend_mask,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out(out.transpose(1, 2).reshape(B, T, -1))

@@ -7,8 +7,9 @@
 2. Masking: every valid 10 ms input frame starts a span of 32 frames with probability 2.5%;
    masked input frames are replaced by N(0, 0.1²) noise. An encoder frame is masked when any
    of its 4 input frames is.
-3. Loss: one softmax per codebook over a linear head on the encoder output, cross-entropy on
-   masked frames only, averaged over frames and codebooks.
+3. Loss: one softmax per codebook over a linear head on the encoder output of the masked
+   frames, cross-entropy averaged over masked frames and codebooks; unmasked frames never
+   reach the head.
 
     model = build_bestrq(encoder, create_config("tiny").bestrq)
     out = model(feats, lengths)            # BestRQOutput(loss, accuracy, …)
@@ -80,18 +81,25 @@ class RandomProjectionQuantizer(nn.Module):
 
     @torch.no_grad()
     def forward(self, feats: Tensor, lengths: Tensor) -> Tensor:
-        """Unmasked normalised features [B, T, n_mels] → code indices [B, ceil(T/stack), K] int64."""
-        stacked, _ = stack_frames(feats.float(), lengths, self.stack)  # [B, T', stack·n_mels]
-        projected = F.normalize(torch.einsum("btf,kfd->btkd", stacked, self.projection), dim=-1)
-        similarity = torch.einsum("btkd,kvd->btkv", projected, self.codebooks)
-        return similarity.argmax(dim=-1)
+        """Unmasked normalised features [B, T, n_mels] → code indices [B, ceil(T/stack), K] int64.
+
+        Always fp32 (autocast off), so targets do not depend on the training precision; one
+        codebook at a time, so memory is B·T'·V, not B·T'·K·V.
+        """
+        with torch.autocast(feats.device.type, enabled=False):
+            stacked, _ = stack_frames(feats.float(), lengths, self.stack)  # [B, T', stack·n_mels]
+            codes = []
+            for projection, codebook in zip(self.projection, self.codebooks):
+                projected = F.normalize(stacked @ projection, dim=-1)  # [B, T', d]
+                codes.append((projected @ codebook.T).argmax(dim=-1))  # cosine: unit vectors
+            return torch.stack(codes, dim=-1)
 
 
 @dataclass
 class BestRQOutput:
     """loss: scalar; accuracy: masked-prediction accuracy (fraction, scalar tensor);
-    logits [B, T', K, V]; targets [B, T', K]; mask [B, T'] (encoder frames in the loss);
-    lengths [B] encoder frames."""
+    logits [N, K, V] and targets [N, K] for the N masked encoder frames (in row-major order);
+    mask [B, T'] which encoder frames are masked; lengths [B] encoder frames."""
 
     loss: Tensor
     accuracy: Tensor
@@ -101,24 +109,20 @@ class BestRQOutput:
     lengths: Tensor
 
 
-def bestrq_loss(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
-    """Multi-softmax cross-entropy on masked frames only.
-
-    logits [B, T, K, V], targets [B, T, K], mask [B, T] → mean over masked frames and codebooks
-    (zero, still attached to the graph, when nothing is masked).
-    """
-    if not bool(mask.any()):
+def bestrq_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Multi-softmax cross-entropy: logits [N, K, V], targets [N, K] of the masked frames → mean
+    over frames and codebooks (zero, still attached to the graph, when N = 0)."""
+    if logits.shape[0] == 0:
         return logits.sum() * 0.0
-    picked = logits[mask]  # [N, K, V]
-    return F.cross_entropy(picked.flatten(0, 1).float(), targets[mask].flatten())
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
 @torch.no_grad()
-def masked_accuracy(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+def masked_accuracy(logits: Tensor, targets: Tensor) -> Tensor:
     """Fraction of (masked frame, codebook) pairs whose argmax is the target code."""
-    if not bool(mask.any()):
+    if logits.shape[0] == 0:
         return torch.zeros((), device=logits.device)
-    return (logits[mask].argmax(dim=-1) == targets[mask]).float().mean()
+    return (logits.argmax(dim=-1) == targets).float().mean()
 
 
 class BestRQ(nn.Module):
@@ -146,9 +150,10 @@ class BestRQ(nn.Module):
         frames, frame_lengths = self.encoder(masked_feats, lengths)
         mask = frames_mask(input_mask, self.config.stack)
         c = self.config
-        logits = self.head(frames).view(*frames.shape[:2], c.n_codebooks, c.codebook_size)
-        return BestRQOutput(loss=bestrq_loss(logits, targets, mask),
-                            accuracy=masked_accuracy(logits, targets, mask),
+        # the K·V-way head runs on masked frames only: the loss never reads the others
+        logits = self.head(frames[mask]).view(-1, c.n_codebooks, c.codebook_size)
+        targets = targets[mask]
+        return BestRQOutput(loss=bestrq_loss(logits, targets), accuracy=masked_accuracy(logits, targets),
                             logits=logits, targets=targets, mask=mask, lengths=frame_lengths)
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from text.rope import apply_rotary
+from text.rope import rotate
 
 QUERY_CHUNK = 2048
 """Packed-document attention builds its mask for this many queries at a time."""
@@ -38,11 +38,14 @@ class KVCache:
         self.has_padding = False
         self.max_len = max_len
         self.filled = 0
+        self._mask: Tensor | None = None
+        self._mask_for: tuple[int, int] | None = None
 
     def mark_padding(self, pad: Tensor) -> None:
         """pad [B, T0] bool: slots [0, T0) that hold padding and must never be attended."""
         self.key_valid[:, : pad.shape[1]] = ~pad
         self.has_padding = bool(pad.any())
+        self._mask_for = None
 
     def write(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v [B, n_kv, T, hd] at slots [filled, filled+T); return all filled slots so far."""
@@ -57,12 +60,25 @@ class KVCache:
         """Called once per forward, after every layer has written its n new slots."""
         self.filled += n
 
+    def attention_mask(self, start: int, end: int) -> Tensor:
+        """[B, 1, end-start, end] bool: query slots [start, end) may see filled, causal, non-padding
+        slots. Built once per pass and shared by every layer."""
+        if self._mask_for != (start, end):
+            slots = torch.arange(end, device=self.key_valid.device)
+            queries = torch.arange(start, end, device=self.key_valid.device)[:, None]
+            mask = (queries >= slots)[None, None] & self.key_valid[:, None, None, :end]
+            # A left-padded row's padding queries see no valid key; let them see themselves so
+            # that no softmax row is empty (their outputs are never used).
+            self._mask = mask | (slots == queries)[None, None]
+            self._mask_for = (start, end)
+        return self._mask
+
 
 @dataclass
 class AttentionContext:
     """What every layer of one forward pass needs to attend; built once by the model.
 
-    cos, sin: [B, 1, T, head_dim] rotary tables for the tokens of this pass.
+    cos, sin: [B or 1, T, 1, head_dim] rotary tables (`RotaryEmbedding`, sign-folded sin).
     doc_ids: [B, T] document index per token when sequences are packed, else None.
     cache: the KV cache when decoding, else None.
     """
@@ -74,7 +90,12 @@ class AttentionContext:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with n_kv_heads key/value heads shared by groups of query heads."""
+    """Multi-head self-attention with n_kv_heads key/value heads shared by groups of query heads.
+
+    q, k and v come from one matmul over the concatenated wq/wk/wv weights (the parameters and
+    their Meta names stay separate); `fuse()` keeps that concatenation for decoding, where one
+    small matmul per token instead of three is what counts.
+    """
 
     def __init__(self, dim: int, n_heads: int, n_kv_heads: int):
         super().__init__()
@@ -83,21 +104,33 @@ class Attention(nn.Module):
         self.wk = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
         self.wv = nn.Linear(dim, n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
+        self.fused: Tensor | None = None
+
+    def fuse(self) -> None:
+        """Keep the concatenated q/k/v weight until `unfuse()` (inference only: no gradient)."""
+        self.fused = torch.cat([self.wq.weight, self.wk.weight, self.wv.weight]).detach()
+
+    def unfuse(self) -> None:
+        self.fused = None
 
     def forward(self, x: Tensor, ctx: AttentionContext, layer: int) -> Tensor:
         """x [B, T, dim] → [B, T, dim]."""
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, ctx.cos, ctx.sin), apply_rotary(k, ctx.cos, ctx.sin)
+        H, K, D = self.n_heads, self.n_kv_heads, self.head_dim
+        weight = self.fused if self.fused is not None else torch.cat(
+            [self.wq.weight, self.wk.weight, self.wv.weight])
+        qkv = F.linear(x, weight).view(B, T, H + 2 * K, D)
+        # RoPE on q and k together; tensors stay [B, T, heads, D] and SDPA reads them transposed.
+        qk = rotate(qkv[:, :, : H + K], ctx.cos, ctx.sin)
+        q, k = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2)
+        v = qkv[:, :, H + K:].transpose(1, 2)
         if ctx.cache is not None:
             out = _attend_cached(q, k, v, ctx.cache, layer)
         elif ctx.doc_ids is not None:
             out = _attend_documents(q, k, v, ctx.doc_ids)
         else:
-            out = _sdpa_gqa(q, k, v, is_causal=True)
-        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return self.wo(out.transpose(1, 2).reshape(B, T, H * D))
 
 
 def repeat_kv(t: Tensor, groups: int) -> Tensor:
@@ -109,15 +142,16 @@ def repeat_kv(t: Tensor, groups: int) -> Tensor:
 
 
 def _sdpa_gqa(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> Tensor:
-    groups = q.shape[1] // k.shape[1]
-    return F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), **kwargs)
+    """SDPA with k/v shared by groups of query heads (no repeated copies of k and v)."""
+    return F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kwargs)
 
 
 def _attend_documents(q: Tensor, k: Tensor, v: Tensor, doc_ids: Tensor) -> Tensor:
     """Block-diagonal causal attention over packed documents, one chunk of queries at a time.
 
     Documents are contiguous runs of equal doc_ids, so a chunk of queries [s, e) only needs keys
-    from the earliest document start in the chunk up to e.
+    from the earliest document start in the chunk up to e: the mask is at most
+    QUERY_CHUNK × T booleans, never T × T.
     """
     B, _, T, _ = q.shape
     starts = document_starts(doc_ids)  # [B, T] index where each token's document begins
@@ -143,12 +177,7 @@ def _attend_cached(q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: int) 
             return _sdpa_gqa(q, keys, values)
         if start == 0:
             return _sdpa_gqa(q, keys, values, is_causal=True)
-    slots = torch.arange(end, device=q.device)
-    causal = torch.arange(start, end, device=q.device)[:, None] >= slots  # [T, end]
-    mask = causal[None, None] & cache.key_valid[:, None, None, :end]
-    # A left-padded row's padding queries see no valid key; let them see themselves so that no
-    # softmax row is empty (their outputs are never used).
-    mask = mask | (slots == torch.arange(start, end, device=q.device)[:, None])[None, None]
+    mask = cache.attention_mask(start, end)
     return _sdpa_gqa(q, keys, values, attn_mask=mask)
 
 

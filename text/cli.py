@@ -109,8 +109,10 @@ def _generate(args: argparse.Namespace) -> int:
     prompt = tokenizer.encode(args.prompt, bos=True)
     temperature = 0.0 if args.greedy else args.temperature
 
+    step = tokenizer.stream_decoder(skip_special=True)  # holds back partial UTF-8 sequences
+
     def stream(_row: int, token: int) -> None:
-        sys.stdout.write(tokenizer.decode([token]))
+        sys.stdout.write(step(token))
         sys.stdout.flush()
 
     sys.stdout.write(args.prompt)

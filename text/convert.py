@@ -89,7 +89,8 @@ def from_meta_interleaved(tensors: dict[str, Tensor], config: TextConfig) -> dic
 
 
 def special_token_ids(vocab_size: int) -> dict[str, int]:
-    """The Llama 3 special ids of a herd vocabulary (docs/internals.md "Token ids")."""
+    """The Llama 3 special ids of a herd vocabulary: the 256 specials are its last rows, in
+    Llama 3 order (docs/internals.md "Token ids"; the tokenizer follows the same layout)."""
     base = vocab_size - 256
     return {"bos": base, "eos": base + 1, "eom": base + 8, "eot": base + 9, "pad": base + 4}
 
@@ -198,9 +199,9 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     (out_dir / "generation_config.json").write_text(json.dumps(generation, indent=2))
     tokenizer_json = checkpoint_dir / TOKENIZER_FILE
     if tokenizer_json.is_file():
-        from text.chat_format import save_hf_tokenizer_files
+        from text.tokenizer import save_hf_tokenizer_files
 
-        save_hf_tokenizer_files(tokenizer_json, out_dir)
+        save_hf_tokenizer_files(tokenizer_json, out_dir, model_max_length=model.config.max_seq_len)
     return out_dir
 
 

@@ -3,15 +3,26 @@ streaming, and batches of prompts of different lengths (left-padded, per-row pos
 
     out = generate(model, [prompt_ids], max_new_tokens=32)                  # greedy
     out = generate(model, prompts, max_new_tokens=64, temperature=0.8, top_p=0.9, seed=0)
+
+At small sizes a decoding step is bound by per-call overhead, not FLOPs, so the loop keeps the
+work per token minimal: logits only for the last position, q/k/v and w1/w3 weights
+pre-concatenated (`fused_projections`), rotary tables sliced rather than gathered when no row is
+padded, the attention mask built once per step, and one host sync per step.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
-from text.model import Transformer
+from text.model import Transformer, fused_projections
+
+FUSE_MAX_BYTES = 1 << 30
+"""Pre-concatenate projection weights for decoding only when the extra copy stays below this:
+larger models are bound by their matmuls, and the copy would cost memory for nothing."""
 
 
 @torch.inference_mode()
@@ -28,7 +39,8 @@ def generate(
 ) -> list[list[int]]:
     """New tokens for each prompt (prompt not included), stopping at a stop token or the limit.
 
-    on_token(row, token) is called for every token as soon as it is chosen (streaming).
+    A row stops after emitting a stop token (which is included in its output); the others go
+    on. on_token(row, token) is called for every token as soon as it is chosen (streaming).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
@@ -38,39 +50,50 @@ def generate(
     if total > model.config.max_seq_len:
         raise ValueError(f"prompt + max_new_tokens = {total} exceeds max_seq_len {model.config.max_seq_len}")
 
-    tokens = torch.zeros(batch, longest, dtype=torch.long, device=device)
-    pad = torch.ones(batch, longest, dtype=torch.bool, device=device)
+    tokens = torch.zeros(batch, longest, dtype=torch.long)
+    pad = torch.ones(batch, longest, dtype=torch.bool)
     for i, p in enumerate(prompts):
-        tokens[i, longest - len(p):] = torch.as_tensor(list(p), device=device)
+        tokens[i, longest - len(p):] = torch.as_tensor(list(p))
         pad[i, longest - len(p):] = False
+    tokens, pad = tokens.to(device), pad.to(device)
     cache = model.new_cache(batch, total)
-    positions = None
-    if pad.any():
+    positions = next_position = None
+    if bool(pad.any()):
         cache.mark_padding(pad)
         positions = (~pad).long().cumsum(dim=1).sub(1).clamp(min=0)
-    next_position = (~pad).long().sum(dim=1, keepdim=True)  # [B, 1]
+        next_position = (~pad).long().sum(dim=1, keepdim=True)  # [B, 1]
 
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    stops = torch.tensor(list(stop_tokens), device=device, dtype=torch.long)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    stops = set(stop_tokens)
+    live = list(range(batch))
     outputs: list[list[int]] = [[] for _ in range(batch)]
-
-    padded = positions is not None
-    logits = model(tokens, positions=positions, cache=cache)[:, -1]
-    for step in range(max_new_tokens):
-        chosen = _choose(logits, temperature, top_p, generator)
-        for row in (~done).nonzero().flatten().tolist():
-            token = int(chosen[row])
-            outputs[row].append(token)
-            if on_token is not None:
-                on_token(row, token)
-        if stops.numel():
-            done |= torch.isin(chosen, stops)
-        if bool(done.all()) or step == max_new_tokens - 1:
-            break
-        logits = model(chosen[:, None], positions=next_position if padded else None, cache=cache)[:, -1]
-        next_position = next_position + 1
+    with _maybe_fused(model):
+        logits = _last_logits(model, tokens, positions, cache)
+        for step in range(max_new_tokens):
+            chosen = _choose(logits, temperature, top_p, generator)
+            row_tokens = chosen.tolist()  # the step's one host sync
+            for row in live:
+                outputs[row].append(row_tokens[row])
+                if on_token is not None:
+                    on_token(row, row_tokens[row])
+            live = [row for row in live if row_tokens[row] not in stops]
+            if not live or step == max_new_tokens - 1:
+                break
+            logits = _last_logits(model, chosen[:, None], next_position, cache)
+            if next_position is not None:
+                next_position = next_position + 1
     return outputs
+
+
+def _last_logits(model: Transformer, tokens: Tensor, positions: Tensor | None, cache) -> Tensor:
+    """Logits [B, V] of the last position only (the output projection is the largest matmul)."""
+    return model.output(model.hidden_states(tokens, positions=positions, cache=cache)[:, -1])
+
+
+def _maybe_fused(model: Transformer) -> contextlib.AbstractContextManager:
+    fused_bytes = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
+                      if name.endswith(("wq.weight", "wk.weight", "wv.weight", "w1.weight", "w3.weight")))
+    return fused_projections(model) if fused_bytes <= FUSE_MAX_BYTES else contextlib.nullcontext()
 
 
 def _choose(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> Tensor:
@@ -87,4 +110,4 @@ def _choose(logits: Tensor, temperature: float, top_p: float, generator: torch.G
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["generate"]
+__all__ = ["generate", "FUSE_MAX_BYTES"]

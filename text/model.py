@@ -12,6 +12,8 @@ State-dict keys follow Meta's reference layout (`tok_embeddings`, `layers.N.atte
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -31,21 +33,34 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return self.weight * normed.to(x.dtype)
+        # Spelled out rather than F.rms_norm: same result, and its CPU backward is ~1.5× faster.
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.type_as(x)
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) ⊙ w3 x)."""
+    """SwiGLU: w2(silu(w1 x) ⊙ w3 x), with w1 and w3 applied as one matmul over their
+    concatenated weights (kept by `fuse()` while decoding; parameters stay separate)."""
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.w1 = nn.Linear(dim, hidden_dim, bias=False)
         self.w2 = nn.Linear(hidden_dim, dim, bias=False)
         self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+        self.fused: Tensor | None = None
+
+    def fuse(self) -> None:
+        """Keep the concatenated w1/w3 weight until `unfuse()` (inference only: no gradient)."""
+        self.fused = torch.cat([self.w1.weight, self.w3.weight]).detach()
+
+    def unfuse(self) -> None:
+        self.fused = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        weight = self.fused if self.fused is not None else torch.cat([self.w1.weight, self.w3.weight])
+        gate, up = F.linear(x, weight).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
 
 class TransformerBlock(nn.Module):
@@ -77,6 +92,8 @@ class Transformer(nn.Module):
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
+            self.register_state_dict_post_hook(_drop_tied_output)
+            self.register_load_state_dict_post_hook(_retie_output)
         self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta,
                                     config.rope_scaling)
         self.reset_parameters()
@@ -129,17 +146,15 @@ class Transformer(nn.Module):
                           positions: Tensor | None = None,
                           cache: KVCache | None = None) -> AttentionContext:
         """Positions, rotary tables and masking for one pass over h [B, T, dim]."""
-        B, T, _ = h.shape
-        if positions is None:
-            if doc_ids is not None:
+        T = h.shape[1]
+        if doc_ids is not None:
+            if positions is None:
                 positions = document_positions(doc_ids)
-            else:
-                start = cache.filled if cache is not None else 0
-                positions = torch.arange(start, start + T, device=h.device).expand(B, T)
-        if doc_ids is not None and bool((doc_ids == doc_ids[:, :1]).all()):
-            doc_ids = None  # one document per row: plain causal attention is the same and faster
+            if bool((doc_ids == doc_ids[:, :1]).all()):
+                doc_ids = None  # one document per row: plain causal attention is the same and faster
         dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
-        cos, sin = self.rope(positions, dtype)
+        start = cache.filled if cache is not None else 0
+        cos, sin = self.rope(positions, start, T, dtype)
         return AttentionContext(cos=cos, sin=sin, doc_ids=doc_ids, cache=cache)
 
     def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype | None = None) -> KVCache:
@@ -149,4 +164,37 @@ class Transformer(nn.Module):
                        dtype=dtype or self.output.weight.dtype, device=self.output.weight.device)
 
 
-__all__ = ["RMSNorm", "FeedForward", "TransformerBlock", "Transformer"]
+def _drop_tied_output(module: Transformer, state: dict, prefix: str, _meta) -> None:
+    """A tied model stores its one table once, as `tok_embeddings.weight` (safetensors refuses
+    two names for one tensor, and a reload must not untie them)."""
+    state.pop(prefix + "output.weight", None)
+
+
+def _retie_output(module: Transformer, incompatible) -> None:
+    """After loading a tied model (whose state has no `output.weight`): share the table again —
+    `load_state_dict(assign=True)` replaced the embedding's parameter — and do not report the
+    output as missing."""
+    module.output.weight = module.tok_embeddings.weight
+    if "output.weight" in incompatible.missing_keys:
+        incompatible.missing_keys.remove("output.weight")
+
+
+@contextmanager
+def fused_projections(model: nn.Module) -> Iterator[None]:
+    """Within the block, every Attention and FeedForward of `model` multiplies by pre-concatenated
+    q/k/v and w1/w3 weights instead of concatenating them on each call (inference only).
+
+    Decoding one token at a time is bound by per-call overhead at small sizes, not FLOPs; this
+    costs one extra copy of those weights for the duration.
+    """
+    modules = [m for m in model.modules() if isinstance(m, (Attention, FeedForward))]
+    for m in modules:
+        m.fuse()
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.unfuse()
+
+
+__all__ = ["RMSNorm", "FeedForward", "TransformerBlock", "Transformer", "fused_projections"]

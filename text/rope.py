@@ -34,7 +34,11 @@ def rope_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None) -
 
 
 class RotaryEmbedding(torch.nn.Module):
-    """cos/sin tables for positions [0, max_seq_len); looked up per token by position id."""
+    """cos / sign-folded sin tables for positions [0, max_seq_len), looked up per pass.
+
+    The sin table is stored as (−sin, +sin) over the two halves, so that rotating by it is
+    `x·cos + swap_halves(x)·sin` (`rotate`): three kernels instead of `apply_rotary`'s five.
+    """
 
     def __init__(self, head_dim: int, max_seq_len: int, theta: float, scaling: RopeScaling | None):
         super().__init__()
@@ -47,8 +51,8 @@ class RotaryEmbedding(torch.nn.Module):
     def _tables(self, device: torch.device | None) -> tuple[Tensor, Tensor]:
         freqs = rope_frequencies(self.head_dim, self.theta, self.scaling).to(device)
         angles = torch.outer(torch.arange(self.max_seq_len, dtype=torch.float32, device=device), freqs)
-        angles = torch.cat([angles, angles], dim=-1)  # [max_seq_len, head_dim], halves repeated
-        return angles.cos(), angles.sin()
+        sin = angles.sin()
+        return torch.cat([angles, angles], dim=-1).cos(), torch.cat([-sin, sin], dim=-1)
 
     def reset_tables(self, device: torch.device | str | None = None) -> None:
         """Recompute the tables (after building on the meta device): on `device`, else where they
@@ -57,16 +61,31 @@ class RotaryEmbedding(torch.nn.Module):
             device = "cpu" if self.cos.device.type == "meta" else self.cos.device
         self.cos, self.sin = self._tables(torch.device(device))
 
-    def forward(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """positions [B, T] (int) → (cos, sin), each [B, 1, T, head_dim] in `dtype`."""
-        return (self.cos[positions].unsqueeze(1).to(dtype), self.sin[positions].unsqueeze(1).to(dtype))
+    def forward(self, positions: Tensor | None, start: int, length: int,
+                dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(cos, signed sin), each [B or 1, T, 1, head_dim] in `dtype`, for the tokens of one pass:
+        positions [B, T] when given, else the contiguous range [start, start + length)."""
+        if positions is None:
+            if start + length > self.max_seq_len:
+                raise ValueError(f"position {start + length - 1} is beyond max_seq_len {self.max_seq_len}")
+            cos, sin = self.cos[start:start + length][None], self.sin[start:start + length][None]
+        else:
+            cos, sin = self.cos[positions], self.sin[positions]
+        return cos[:, :, None].to(dtype), sin[:, :, None].to(dtype)
+
+
+def rotate(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    """Rotate x [..., head_dim] by tables from `RotaryEmbedding` (broadcastable to x)."""
+    half = x.shape[-1] // 2
+    swapped = torch.cat([x[..., half:], x[..., :half]], dim=-1)
+    return torch.addcmul(x * cos, swapped, signed_sin)
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x [B, H, T, head_dim] by the angles in cos/sin [B, 1, T, head_dim] (half-split pairs)."""
+    """Rotate x [..., head_dim] by plain cos/sin tables (broadcastable to x), half-split pairs."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return (x * cos + rotated * sin).to(x.dtype)
 
 
-__all__ = ["rope_frequencies", "RotaryEmbedding", "apply_rotary"]
+__all__ = ["rope_frequencies", "RotaryEmbedding", "rotate", "apply_rotary"]

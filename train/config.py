@@ -51,6 +51,14 @@ class ModelSection:
     """Text-model preset (tiny, small, 8B, 70B, 405B); ignored when init is set."""
     vocab_size: int = 0
     """Embedding rows; 0 = the tokenizer's size (or the preset's without a tokenizer)."""
+    dim: int = 0
+    """Override the preset's model width (0 = the preset's); for ablations and tiny tests."""
+    n_layers: int = 0
+    """Override the preset's number of blocks (0 = the preset's)."""
+    n_heads: int = 0
+    """Override the preset's query heads (0 = the preset's)."""
+    n_kv_heads: int = 0
+    """Override the preset's key/value heads (0 = the preset's)."""
     init: str = ""
     """Checkpoint to start from (SFT from pretrain, DPO from SFT): a checkpoint dir, a run folder or
     its checkpoints/latest pointer; empty = random init."""
@@ -114,8 +122,9 @@ class TrainSection:
     """Optimizer steps to run in total (a resumed run continues up to this)."""
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
-    dtype: str = "bf16"
-    """Autocast dtype for forward/backward: bf16 or fp32 (master weights are always fp32)."""
+    dtype: str = "auto"
+    """Autocast dtype for forward/backward: bf16, fp32, or auto = bf16 on GPUs and on CPUs with
+    native bf16 (AVX512-BF16/AMX), else fp32. Master weights are always fp32."""
     eval_every: int = 0
     """Validate every this many steps (0 = only at the end)."""
     eval_batches: int = 8

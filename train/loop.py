@@ -52,11 +52,11 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
     _seed_everything(rc.seed)  # same on every rank: identical initial weights
     unit = build_unit(config, env)
     model = unit.model
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
+    if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{stage}: the trainable set is empty; nothing would train")
     _apply_block_options(unit.blocks(), config)
     wrapped = D.wrap_model(model, unit.blocks(), config.dist.strategy, env)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # FSDP2 swapped in DTensors
     optimizer = build_optimizer(model, config.optim)
     frozen = tensor_checksums(frozen_tensors(model, unit.frozen_modules()))
 
@@ -219,10 +219,22 @@ def _checkpointed(forward: Callable) -> Callable:
     return run
 
 
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    """train.dtype with "auto" resolved: bf16 where it is fast, fp32 where bf16 is emulated (an
+    AVX2-only CPU runs bf16 matmuls ~50x slower than fp32)."""
+    if dtype not in ("bf16", "fp32", "auto"):
+        raise ValueError(f"train.dtype must be bf16, fp32 or auto, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if device.type == "cuda":
+        return "bf16"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "bf16" if "AVX512" in capability or "AMX" in capability else "fp32"
+
+
 def _autocast(device: torch.device, dtype: str):
-    if dtype not in ("bf16", "fp32"):
-        raise ValueError(f"train.dtype must be bf16 or fp32, got {dtype!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    enabled = resolve_dtype(dtype, device) == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _seed_everything(seed: int, keep_if_resumed: bool = False) -> None:
@@ -252,4 +264,4 @@ def _config_text(config: RunConfig) -> str:
     return to_toml(config)
 
 
-__all__ = ["train", "NonFiniteLossError", "UnitBuilder"]
+__all__ = ["train", "NonFiniteLossError", "UnitBuilder", "resolve_dtype"]

@@ -59,7 +59,7 @@ class ResamplerConfig:
 
 
 PRESETS: dict[str, ResamplerConfig] = {
-    # ~0.1M parameters; groups of 8 frames so tests see full and partial groups with few frames.
+    # ~0.2M parameters; groups of 8 frames so tests see full and partial groups with few frames.
     "tiny": ResamplerConfig(dim=128, depth=2, n_latents=8, n_heads=2, dim_head=32, ff_mult=2,
                             frames_per_group=8),
     # OpenFlamingo reference shape at the 7680-wide multi-layer image features (llama3-spec §3.1),

@@ -56,25 +56,20 @@ def read_frames(source: VideoSource, num_frames: int, *, size: tuple[int, int] |
     name: how error messages name a `bytes` source (paths name themselves).
     """
     label = name or (os.fspath(source) if not isinstance(source, bytes) else "<bytes>")
-    if not isinstance(source, bytes) and not os.path.exists(source):
-        raise FileNotFoundError(f"video not found: {label}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
     if backend not in ("auto", "decord", "pyav"):
         raise ValueError(f"unknown video backend {backend!r}; choose auto, decord or pyav")
-    if backend != "pyav":
+    if not isinstance(source, bytes) and not os.path.exists(source):
+        raise FileNotFoundError(f"video not found: {label}")
+    readers = {"auto": (_read_decord, _read_pyav), "decord": (_read_decord,), "pyav": (_read_pyav,)}
+    reason = ""
+    for read in readers[backend]:
         try:
-            return _read_decord(source, num_frames, size, num_threads)
-        except _BadVideo as err:
-            if backend == "decord":
-                raise ValueError(f"cannot read video {label}: {err}") from None
-        except Exception as err:  # decord raises DECORDError/RuntimeError with multi-line logs
-            if backend == "decord":
-                raise ValueError(f"cannot read video {label}: {_one_line(err)}") from None
-    try:
-        return _read_pyav(source, num_frames, size, num_threads)
-    except _BadVideo as err:
-        raise ValueError(f"cannot read video {label}: {err}") from None
-    except Exception as err:  # av.error.FFmpegError and friends
-        raise ValueError(f"cannot read video {label}: {_one_line(err)}") from None
+            return read(source, num_frames, size, num_threads)
+        except Exception as err:  # DECORDError, av.error.FFmpegError, _BadVideo, ...
+            reason = _one_line(err)  # the last decoder's reason is the one reported
+    raise ValueError(f"cannot read video {label}: {reason}")
 
 
 class _BadVideo(Exception):
@@ -98,8 +93,6 @@ def _read_decord(source: VideoSource, num_frames: int, size: tuple[int, int] | N
                  num_threads: int) -> Tensor:
     import decord
 
-    decord.bridge.set_bridge("torch")
-    decord.logging.set_level(decord.logging.QUIET)  # failures surface as our one-line ValueError
     height, width = size if size is not None else (-1, -1)
     reader = decord.VideoReader(_open_source(source), width=width, height=height,
                                 num_threads=num_threads)
@@ -108,7 +101,10 @@ def _read_decord(source: VideoSource, num_frames: int, size: tuple[int, int] | N
         raise _BadVideo("0 frames")
     # Decode each distinct frame once; repetition (short clips) is a gather afterwards.
     unique, inverse = torch.unique(torch.tensor(sample_indices(total, num_frames)), return_inverse=True)
-    return reader.get_batch(unique.tolist())[inverse]
+    # The torch bridge only in this scope: set_bridge("torch") is process-wide and would turn
+    # other decord users' NDArrays (`.asnumpy()`) into tensors.
+    with decord.bridge.use_torch():
+        return reader.get_batch(unique.tolist())[inverse]
 
 
 def _read_pyav(source: VideoSource, num_frames: int, size: tuple[int, int] | None,

@@ -2,9 +2,7 @@
 
 import torch
 
-from adapters.fusion import FusionConfig, build_fusion_model
 from text.config import create_config as text_config
-from text.model import Transformer
 from vision.config import create_config as vision_config
 
 TEXT = text_config("tiny", vocab_size=512, dim=64, n_layers=4, n_heads=4, n_kv_heads=2,
@@ -14,14 +12,16 @@ V = TEXT.vocab_size  # <|image|>
 
 
 def open_gates(model, value: float = 0.5) -> None:
+    """Set every tanh gate (cross-attention, encoder global layers, tile embeddings) to `value`."""
     for name, p in model.named_parameters():
-        if name.endswith(("gate.scale", "gate.gate", "_gate.gate")) or name.endswith("gate"):
+        if name.endswith(("gate.scale", "gate")):
             p.data.fill_(value)
 
 
 def sample_batch(T: int = 14, seed: int = 0):
-    """Two rows: row 0 has one image at t=2; row 1 images at t=4 and t=9 (image 1 is 2×2 tiles,
-    image 0 of row 0 is 1×2 with two padding tiles)."""
+    """Two rows of T tokens with up to two images each: row 0 has one <|image|> at t=2 (a 1×2
+    image: tiles 2–3 are padding; its second image slot is a padding image); row 1 has <|image|>
+    at t=4 (a 2×2 image) and t=9 (a 1×1 image)."""
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, V, (2, T), generator=g)
     tokens[0, 2] = V

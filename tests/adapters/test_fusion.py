@@ -102,9 +102,7 @@ def test_model_text_sees_only_its_own_image(fused):
         assert torch.equal(other[1, :9], base[1, :9])
         assert not torch.allclose(other[1, 9:], base[1, 9:])
         assert torch.equal(other[0], base[0])
-        # Change row 1's first image: rows before its token (t < 4) are unaffected; its padding
-        # tiles (ratio id 6 = 2×2 uses all four) — use row 0, whose image is 1×2: padding tiles
-        # 2 and 3 never matter.
+        # Padding tiles (row 0's 1×2 image) and padding images never matter.
         changed = images.clone()
         changed[0, 0, 2:] = 50.0
         changed[0, 1] = -7.0  # a padding image

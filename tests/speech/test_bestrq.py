@@ -57,18 +57,36 @@ def test_span_mask_shapes_and_padding():
 
 def test_loss_only_on_masked_frames():
     torch.manual_seed(0)
-    model = build_bestrq(build_encoder(ENC), RQ)
+    model = build_bestrq(build_encoder(ENC), RQ).eval()
     feats, lengths = _batch()
+    targets = model.quantizer(feats, lengths)
     out = model(feats, lengths, generator=torch.Generator().manual_seed(1))
     assert 0 < out.mask.sum() < out.mask.numel()
-    changed = out.targets.clone()
+    assert out.logits.shape == (int(out.mask.sum()), 3, 16) and torch.equal(out.targets, targets[out.mask])
+
+    def rerun(new_targets):
+        model.quantizer.forward = lambda f, l: new_targets  # noqa: E731 - stand-in quantizer
+        try:
+            return model(feats, lengths, generator=torch.Generator().manual_seed(1)).loss
+        finally:
+            del model.quantizer.forward
+
+    changed = targets.clone()
     changed[~out.mask] = (changed[~out.mask] + 5) % RQ.codebook_size
-    assert torch.equal(bestrq_loss(out.logits, changed, out.mask), out.loss)
+    assert torch.equal(rerun(changed), out.loss)  # same mask, other targets on unmasked frames
     changed[out.mask] = (changed[out.mask] + 5) % RQ.codebook_size
-    assert not torch.equal(bestrq_loss(out.logits, changed, out.mask), out.loss)
-    # perfect logits → accuracy 1
-    onehot = torch.nn.functional.one_hot(out.targets, RQ.codebook_size).float()
-    assert masked_accuracy(onehot, out.targets, out.mask) == 1.0
+    assert not torch.equal(rerun(changed), out.loss)
+    # perfect logits → accuracy 1, and the loss is the multi-softmax mean
+    onehot = torch.nn.functional.one_hot(out.targets, RQ.codebook_size).float() * 50
+    assert masked_accuracy(onehot, out.targets) == 1.0 and bestrq_loss(onehot, out.targets) < 1e-6
+
+
+def test_targets_ignore_autocast():
+    feats, lengths = _batch()
+    quantizer = RandomProjectionQuantizer(80, RQ)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = quantizer(feats, lengths)
+    assert torch.equal(low, quantizer(feats, lengths))
 
 
 def test_codebooks_never_train_and_loss_decreases():

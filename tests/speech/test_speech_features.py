@@ -50,23 +50,26 @@ def test_bytes_and_file_objects_decode(tmp_path):
     assert sr == 16_000 and wave.shape == (1, 8000)
 
 
-def test_mp3_through_pyav(tmp_path):
+@pytest.mark.parametrize("ext, codec", [("mp3", "libmp3lame"), ("m4a", "aac")])
+def test_compressed_formats_through_pyav(tmp_path, frontend, ext, codec):
     av = pytest.importorskip("av")
-    path = tmp_path / "a.mp3"
+    path = tmp_path / f"a.{ext}"
     try:
         with av.open(str(path), "w") as out:
-            stream = out.add_stream("libmp3lame", rate=22_050, layout="stereo")
+            stream = out.add_stream(codec, rate=22_050, layout="stereo")
             frame = av.AudioFrame.from_ndarray(_tone(22_050, 2).T.copy(), format="fltp", layout="stereo")
             frame.rate = 22_050
             for packet in stream.encode(frame):
                 out.mux(packet)
             for packet in stream.encode(None):
                 out.mux(packet)
-    except Exception as e:  # no mp3 encoder in this FFmpeg build
-        pytest.skip(f"cannot write mp3: {e}")
+    except Exception as e:  # this FFmpeg build has no such encoder
+        pytest.skip(f"cannot write {ext}: {e}")
     wave, sr = load_audio(path)
     assert sr == 22_050 and wave.shape[0] == 2
     assert abs(wave.shape[1] - round(22_050 * DURATION)) < 3000  # codec priming/padding
+    feats, lengths = load_features([path.read_bytes()], frontend)
+    assert feats.shape[-1] == 80 and abs(lengths.item() - 51) <= 20
 
 
 @pytest.mark.parametrize("n_samples", [1, 159, 160, 400, 16_000, 16_123])

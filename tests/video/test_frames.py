@@ -110,6 +110,12 @@ def test_decord_and_pyav_agree(clips, clip, n, size, tol):
     assert (a.float() - b.float()).abs().mean() < tol
 
 
+def test_decord_bridge_left_as_found(clips):
+    read_frames(clips["12"], 2, backend="decord")
+    reader = decord.VideoReader(str(clips["12"]))
+    assert hasattr(reader.get_batch([0]), "asnumpy")  # still decord's native NDArray
+
+
 def test_resize_on_read(clips):
     frames = read_frames(clips["12"], 3, size=(32, 40))
     assert frames.shape == (3, 32, 40, 3)
@@ -164,6 +170,11 @@ def test_truncated_mid_stream_is_rejected(clips, tmp_path):
     cut.write_bytes(data[: 2 * len(data) // 3])
     with pytest.raises(ValueError, match="cut.mp4"):
         read_frames(cut, 12)
+
+
+def test_num_frames_must_be_positive(clips):
+    with pytest.raises(ValueError, match="num_frames"):
+        read_frames(clips["12"], 0)
 
 
 def test_missing_file_is_not_found(tmp_path):

@@ -64,9 +64,10 @@ def build_lm(config: RunConfig, env: DistEnv, vocab_size: int | None) -> tuple[n
         ckpt = resolve_checkpoint(config.model.init)
         model = load_text_model(ckpt, device=env.device).train()
         return model, [parent_entry(ckpt)]
-    overrides = {}
-    if config.model.vocab_size or vocab_size:
-        overrides["vocab_size"] = config.model.vocab_size or vocab_size
+    m = config.model
+    overrides = {k: getattr(m, k) for k in ("dim", "n_layers", "n_heads", "n_kv_heads") if getattr(m, k)}
+    if m.vocab_size or vocab_size:
+        overrides["vocab_size"] = m.vocab_size or vocab_size
     model = Transformer(create_config(config.model.preset, **overrides)).to(env.device)
     model.rope.reset_tables(env.device)
     return model, []

@@ -29,6 +29,7 @@ def next_token_batch(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, T
     if doc_ids is None:
         return inputs, None, targets
     targets[doc_ids[:, 1:] != doc_ids[:, :-1]] = IGNORE
+    targets[doc_ids[:, 1:] < 0] = IGNORE  # padding (doc id -1)
     return inputs, doc_ids[:, :-1], targets
 
 

@@ -1,0 +1,139 @@
+"""The generic loop in-process on a micro model: outputs of a run, checkpoint layout and
+rotation, NaN/inf skipping and abort, OOM report, empty trainable set, frozen-tensor checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from herd.cli import main as herd
+from train.config import load_config, PretrainConfig
+from train.loop import NonFiniteLossError, train
+from train.stages import text_pretrain
+from tests.train.conftest import SYNTHETIC
+
+
+def _config(tmp_path: Path, *extra: str) -> PretrainConfig:
+    return load_config(PretrainConfig, None, [a.removeprefix("--") for a in SYNTHETIC + list(extra)]
+                       + [f"run.dir={tmp_path}"])
+
+
+def test_pretrain_cli_writes_a_complete_run(tmp_path):
+    assert herd(["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--train.steps=6",
+                 "--checkpoint.every=2", "--checkpoint.keep_last=2", "--train.eval_every=3"]) == 0
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step_00000004", "step_00000006"]
+    assert (ckpts / "latest").read_text() == "step_00000006"
+    final = ckpts / "step_00000006"
+    for name in ("model.safetensors", "meta.json", "data_state.json", "rng.pt", "dcp"):
+        assert (final / name).exists(), name
+    meta = json.loads((final / "meta.json").read_text())
+    assert meta["step"] == 6 and meta["finished"] and meta["stage"] == "text-pretrain"
+    assert meta["config"]["train"]["steps"] == 6 and meta["config"]["model"]["dim"] == 64
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert {r["step"] for r in rows if "val_ppl" in r} == {3, 6}
+    assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert list((tmp_path / "tensorboard").glob("events.*"))
+
+    from train.checkpoint import load_text_model
+
+    model = load_text_model(final)  # self-describing: eval/chat rebuild it from meta.json
+    assert model.config.dim == 64 and model(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, 256)
+
+
+def test_loss_falls_with_grad_accum_and_clipping(tmp_path):
+    metrics = train(_config(tmp_path, "--train.steps=30", "--optim.lr=3e-3", "--train.grad_accum=2",
+                            "--optim.grad_clip=0.5"), text_pretrain.build)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert rows[0]["tokens"] == 2 * 4 * 32  # two micro-batches of 4 rows of 32 tokens
+    assert metrics["val_loss"] < losses[0]
+
+
+class _PoisonedUnit:
+    """A pretrain unit whose loss is NaN on chosen steps."""
+
+    def __init__(self, unit, bad_calls: set[int]):
+        self.__dict__.update(unit.__dict__)
+        self._unit, self._bad, self._calls = unit, bad_calls, 0
+
+    def __getattr__(self, name):
+        return getattr(self._unit, name)
+
+    def loss(self, model, batch):
+        out = self._unit.loss(model, batch)
+        self._calls += 1
+        if self._calls in self._bad:
+            out.loss = out.loss * float("nan")
+        return out
+
+
+def test_nan_steps_are_skipped_and_counted(tmp_path):
+    seen = {}
+
+    def build(config, env):
+        seen["unit"] = _PoisonedUnit(text_pretrain.build(config, env), {2, 3})
+        return seen["unit"]
+
+    metrics = train(_config(tmp_path, "--train.steps=5", "--train.max_bad_steps=3"), build)
+    assert metrics["skipped_steps"] == 2
+    assert all(torch.isfinite(p).all() for p in seen["unit"].model.parameters())
+
+
+def test_nan_streak_aborts_with_a_clear_message(tmp_path):
+    build = lambda config, env: _PoisonedUnit(text_pretrain.build(config, env), set(range(2, 99)))
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps had a NaN/inf loss"):
+        train(_config(tmp_path, "--train.steps=10", "--train.max_bad_steps=3"), build)
+
+
+def test_oom_names_the_batch_shape(tmp_path):
+    class OOMUnit(_PoisonedUnit):
+        def loss(self, model, batch):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    build = lambda config, env: OOMUnit(text_pretrain.build(config, env), set())
+    with pytest.raises(RuntimeError, match=r"out of memory at step 1 on a batch of shape .*'tokens': \(4, 33\)"):
+        train(_config(tmp_path, "--train.steps=2"), build)
+
+
+def test_empty_trainable_set_is_refused(tmp_path):
+    def build(config, env):
+        unit = text_pretrain.build(config, env)
+        unit.model.requires_grad_(False)
+        return unit
+
+    with pytest.raises(ValueError, match="trainable set is empty"):
+        train(_config(tmp_path, "--train.steps=2"), build)
+
+
+def test_frozen_tensors_are_verified(tmp_path):
+    """A unit that freezes the embeddings keeps them bit-identical; one that lets a frozen tensor
+    change (here: in place, behind the optimizer's back) is caught at the next checkpoint."""
+
+    class Freeze(_PoisonedUnit):
+        def loss(self, model, batch):
+            if self.tamper and self._calls == 2:
+                with torch.no_grad():
+                    self.model.tok_embeddings.weight.add_(1e-3)
+            self._calls += 1
+            return self._unit.loss(model, batch)
+
+    def builder(tamper):
+        def build(config, env):
+            unit = Freeze(text_pretrain.build(config, env), set())
+            unit.model.tok_embeddings.requires_grad_(False)
+            unit.tamper = tamper
+            return unit
+        return build
+
+    train(_config(tmp_path / "ok", "--train.steps=3"), builder(False))
+    meta = json.loads((tmp_path / "ok/checkpoints/step_00000003/meta.json").read_text())
+    assert list(meta["frozen_checksums"]) == ["tok_embeddings.weight"]
+    with pytest.raises(RuntimeError, match="frozen tensor 'tok_embeddings.weight' changed by step 2"):
+        train(_config(tmp_path / "bad", "--train.steps=3", "--checkpoint.every=2"), builder(True))

@@ -1,0 +1,74 @@
+"""`herd train text-sft`: supervised finetuning on Llama 3 chat-format dialogues, cross-entropy on
+the assistant's tokens only (llama3-spec §1.6 "SFT"). Starts from a pretrained checkpoint
+(`model.init`); data from `data/build_chat.py` (WordNet Q&A, fortunes, continuations, and the
+"Repeat after me:" copy tasks later stages rely on)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from train.config import SFTConfig
+from train.distributed import DistEnv
+from train.stages.chat_data import IGNORE, DialogueBatcher
+from train.stages.text_common import build_lm, cross_entropy, load_tokenizer_for, shard_list, tokenizer_file
+from train.unit import StepOutput
+
+
+class SFTUnit:
+    """The whole LM trains on masked next-token CE."""
+
+    def __init__(self, model: nn.Module, train_loader, make_val_loader, tokenizer_path: Path | None,
+                 parents: list[dict]):
+        self.model, self.train_loader, self.make_val_loader = model, train_loader, make_val_loader
+        self.tokenizer_path, self.parents = tokenizer_path, parents
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.layers)
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        return {}
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
+        logits = model(batch["tokens"][:, :-1])
+        targets = batch["targets"]
+        supervised = int((targets != IGNORE).sum())
+        return StepOutput(loss=cross_entropy(logits, targets), tokens=targets.numel(),
+                          metrics={"supervised_tokens": float(supervised)})
+
+    def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
+        if self.make_val_loader is None:
+            return {}
+        device = next(self.model.parameters()).device
+        total, count = 0.0, 0
+        for i, batch in enumerate(self.make_val_loader()):
+            if i >= max_batches:
+                break
+            tokens, targets = batch["tokens"].to(device), batch["targets"].to(device)
+            n = int((targets != IGNORE).sum())
+            if n:
+                total += float(cross_entropy(model(tokens[:, :-1]), targets)) * n
+                count += n
+        return {"val_loss": total / count} if count else {}
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"model": {"arch": "llama3", "config": self.model.config.to_dict()}, "parents": self.parents}
+
+
+def build(config: SFTConfig, env: DistEnv) -> SFTUnit:
+    tokenizer = load_tokenizer_for(config)
+    model, parents = build_lm(config, env, tokenizer.vocab_size)
+    d = config.data
+
+    def batcher(split: str, seed: int, **kw) -> DialogueBatcher:
+        return DialogueBatcher(shard_list(config, split), tokenizer, seq_len=d.seq_len, batch_size=d.batch_size,
+                               rank=env.rank, world_size=env.world_size, seed=seed,
+                               mask_prompt=config.sft.mask_prompt, **kw)
+
+    make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None
+    return SFTUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config), parents)
+
+
+__all__ = ["SFTUnit", "build"]
