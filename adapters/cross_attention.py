@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adapters.gate import TanhGate
-from text.attention import repeat_kv
 from text.model import FeedForward, RMSNorm
 
 
@@ -60,9 +59,8 @@ class CrossAttention(nn.Module):
         """x [B, T, dim] → [B, T, dim]."""
         B, T, _ = x.shape
         q = self.q_norm(self.wq(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
-        groups = self.n_heads // self.n_kv_heads
-        k, v = (repeat_kv(t.to(q.dtype), groups) for t in kv)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        k, v = (t.to(q.dtype) for t in kv)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from adapters.cross_attention import CrossAttentionBlock, ImageAttention
 from adapters.projection import VisionProjection
 from text.attention import KVCache
-from text.model import Transformer
+from text.model import Transformer, _drop_tied_output, _retie_output
 from vision.config import VisionConfig
 from vision.encoder import VisionEncoder, build_encoder
 
@@ -124,6 +124,9 @@ class FusionModel(nn.Module):
         self.tok_embeddings, self.layers, self.norm, self.output = (
             lm.tok_embeddings, lm.layers, lm.norm, lm.output)
         self.rope = lm.rope
+        if lm.config.tie_embeddings:  # store the shared table once, exactly as the LM does
+            self.register_state_dict_post_hook(_drop_tied_output)
+            self.register_load_state_dict_post_hook(_retie_output)
         self.learnable_embedding = nn.Embedding(n_new_tokens, lm.config.dim)
         nn.init.normal_(self.learnable_embedding.weight, std=0.02)
         self.vision_encoder = encoder

@@ -6,7 +6,7 @@ frame, `<|speech_end|>` (ids V+2 and V+3 of a vocab-V LM, docs/internals.md). Th
 embeddings are replaced by the adapter outputs; every other position keeps the LM's own token
 embedding (ids ≥ V come from `learnable_embedding`, the 8 new rows for ids V…V+7).
 
-    fused = SpeechFusion(lm, encoder, adapter)
+    fused = build_speech_fusion(lm, create_config("tiny"))          # lm: text.Transformer
     n = fused.speech_lengths(feat_lengths)                         # placeholders per utterance
     tokens = cat([prompt_ids, speech_span(n[0], V), transcript_ids])
     logits = fused(tokens[None], feats, feat_lengths)              # [1, T, V]
@@ -19,6 +19,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from adapters.speech_adapter import SpeechAdapter, build_speech_adapter
+from speech.config import SpeechConfig
+from speech.encoder import ConformerEncoder, build_encoder
+from text.attention import KVCache
+from text.model import Transformer
 
 N_EXTRA_TOKENS = 8
 """New embedding rows for ids V … V+7 (`<|image|>`, `<|video|>`, speech start/end, 4 reserved)."""
@@ -77,7 +83,7 @@ class SpeechFusion(nn.Module):
     `learnable_embedding` (rows for ids V … V+7, the same rows the image fusion uses).
     """
 
-    def __init__(self, lm: nn.Module, encoder: nn.Module, adapter: nn.Module):
+    def __init__(self, lm: Transformer, encoder: ConformerEncoder, adapter: SpeechAdapter):
         super().__init__()
         self.config = lm.config
         # Unregistered: its modules are registered below under their own names.
@@ -132,11 +138,23 @@ class SpeechFusion(nn.Module):
         return splice_speech(self.embed_tokens(tokens), tokens, speech, speech_lengths, self.vocab_size)
 
     def forward(self, tokens: Tensor, feats: Tensor, feat_lengths: Tensor, *,
-                positions: Tensor | None = None) -> Tensor:
-        """tokens [B, T] with speech spans, log-mel [N, T_a, n_mels] + lengths [N] → logits [B, T, V]."""
+                positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """tokens [B, T] with speech spans, log-mel [N, T_a, n_mels] + lengths [N] → logits [B, T, V].
+
+        With a `cache` (from `text_model.new_cache`) this is the prefill of greedy transcription;
+        the text tokens that follow are decoded by `text_model(next_tokens, cache=cache)`.
+        """
         embeds = self.embed(tokens, *self.encode_speech(feats, feat_lengths))
-        return self.text_model(embeds=embeds, positions=positions)
+        return self.text_model(embeds=embeds, positions=positions, cache=cache)
 
 
-__all__ = ["N_EXTRA_TOKENS", "SPEECH_FUSION_MODULES", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET", "speech_token_ids",
-           "speech_span", "speech_positions", "splice_speech", "SpeechFusion"]
+def build_speech_fusion(lm: Transformer, config: SpeechConfig) -> SpeechFusion:
+    """Wrap `lm` with a fresh encoder and adapter for the speech preset `config`."""
+    encoder = build_encoder(config.encoder)
+    adapter = build_speech_adapter(config.adapter, enc_dim=config.encoder.dim, lm_dim=lm.config.dim)
+    return SpeechFusion(lm, encoder, adapter)
+
+
+__all__ = ["N_EXTRA_TOKENS", "SPEECH_FUSION_MODULES", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET",
+           "speech_token_ids", "speech_span", "speech_positions", "splice_speech", "SpeechFusion",
+           "build_speech_fusion"]

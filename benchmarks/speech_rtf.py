@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import statistics
 import sys
 import time
@@ -62,10 +63,11 @@ def autocast(bf16: bool):
 
 @torch.inference_mode()
 def real_time_factor(preset: str, seconds: float, repeats: int) -> list[tuple[str, float]]:
+    """(what, compute seconds per audio second) for one utterance of `seconds`, batch 1."""
     cfg = create_config(preset)
     encoder = build_encoder(cfg.encoder).eval()
-    adapter = build_speech_adapter(cfg.adapter, enc_dim=cfg.encoder.dim,
-                                   lm_dim=text_config(preset if preset in ("tiny", "small") else "8B").dim).eval()
+    lm_dim = text_config(preset if preset in ("tiny", "small") else "8B").dim
+    adapter = build_speech_adapter(cfg.adapter, enc_dim=cfg.encoder.dim, lm_dim=lm_dim).eval()
     frontend = LogMelFrontEnd(cfg.features)
     wave = torch.randn(int(seconds * cfg.features.sample_rate)) * 0.1
     feats, lengths = frontend([wave])
@@ -81,7 +83,8 @@ def real_time_factor(preset: str, seconds: float, repeats: int) -> list[tuple[st
 
 
 @torch.inference_mode()
-def conformer_speed(preset: str, seconds: float, repeats: int, batch: int = 4) -> list[tuple[str, float, float]]:
+def conformer_speed(preset: str, seconds: float, repeats: int,
+                    batch: int = 4) -> list[tuple[str, float, float]]:
     """(what, herd ms, torchaudio ms) for one layer and for the full stack on a padded batch."""
     from torchaudio.models import Conformer
     from torchaudio.models.conformer import ConformerLayer as TALayer
@@ -94,21 +97,25 @@ def conformer_speed(preset: str, seconds: float, repeats: int, batch: int = 4) -
     ta_layer = TALayer(c.dim, c.ffn_dim, c.n_heads, c.conv_kernel, dropout=c.dropout).eval()
     pad = torch.arange(T)[None] >= lengths[:, None]
     herd_stack = build_encoder(c).layers.eval()
+    herd_bn_stack = build_encoder(dataclasses.replace(c, conv_norm="batch")).layers.eval()
     ta_stack = Conformer(c.dim, c.n_heads, c.ffn_dim, c.n_layers, c.conv_kernel, dropout=c.dropout).eval()
 
     def herd_one():
         herd_layer(x, FrameContext.build(lengths, T, c.head_dim, c.rope_theta))
 
-    def herd_all():
+    def herd_all(stack=herd_stack):
         ctx = FrameContext.build(lengths, T, c.head_dim, c.rope_theta)
         h = x
-        for layer in herd_stack:
+        for layer in stack:
             h = layer(h, ctx)
 
     rows = [("1 layer", *paired_median_seconds(herd_one, lambda: ta_layer(x.transpose(0, 1), pad),
                                                repeats)),
             (f"{c.n_layers} layers", *paired_median_seconds(herd_all, lambda: ta_stack(x, lengths),
-                                                            repeats))]
+                                                            repeats)),
+            # the same conv norm as torchaudio: what remains is rotary attention + padding masks
+            (f"{c.n_layers} layers, BatchNorm", *paired_median_seconds(
+                lambda: herd_all(herd_bn_stack), lambda: ta_stack(x, lengths), repeats))]
     herd_n = sum(p.numel() for p in herd_layer.parameters())
     ta_n = sum(p.numel() for p in ta_layer.parameters())
     print(f"params per layer: herd {herd_n:,}  torchaudio {ta_n:,}")
@@ -135,9 +142,9 @@ def main() -> int:
         print(f"{what:<34}{value:>8.4f}")
     print(f"(target ≤ {RTF_TARGET} for encoder+adapter at tiny)\n")
     rows = conformer_speed(args.preset, args.seconds, args.repeats)
-    print(f"{'Conformer forward, batch 4':<28}{'herd ms':>10}{'torchaudio ms':>15}{'herd/ta':>9}")
+    print(f"{'Conformer forward, batch 4':<30}{'herd ms':>10}{'torchaudio ms':>15}{'herd/ta':>9}")
     for what, h, t in rows:
-        print(f"{what:<28}{h:>10.2f}{t:>15.2f}{h / t:>9.2f}")
+        print(f"{what:<30}{h:>10.2f}{t:>15.2f}{h / t:>9.2f}")
     fp32 = dict(rtf)["encoder+adapter fp32"]
     return int(args.check and fp32 > RTF_TARGET)
 

@@ -128,9 +128,7 @@ def _read_pyav_audio(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
                         raise ValueError(f"audio over max_seconds={max_seconds}")
             for out in resampler.resample(None):
                 pieces.append(out.to_ndarray()[0])
-    except ValueError:
-        raise
-    except (av.FFmpegError, OSError, IndexError) as err:
+    except (av.FFmpegError, OSError, IndexError) as err:  # before ValueError: PyAV errors subclass it
         raise ValueError(f"corrupt audio: {err}") from None
     wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return wave, int(sr)
@@ -219,9 +217,7 @@ def _decode_pyav_video(data: bytes, num_frames: int, max_frame_pixels: int) -> n
             for i, frame in enumerate(container.decode(stream)):
                 if keep is None or i in keep:
                     frames[i] = frame.to_ndarray(format="rgb24")
-    except ValueError:
-        raise
-    except (av.FFmpegError, OSError, IndexError) as err:
+    except (av.FFmpegError, OSError, IndexError) as err:  # before ValueError: PyAV errors subclass it
         raise ValueError(f"corrupt video: {err}") from None
     if not frames:
         raise ValueError("video has 0 frames")

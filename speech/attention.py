@@ -36,6 +36,12 @@ class FrameContext:
     pad_mask: Tensor | None
     cos: Tensor
     sin: Tensor
+    attend_mask: Tensor | None = None
+    """[B, 1, 1, T] bool for SDPA, True where a key may be attended (None: every key)."""
+
+    def __post_init__(self) -> None:
+        if self.pad_mask is not None and self.attend_mask is None:
+            self.attend_mask = ~self.pad_mask[:, None, None, :]
 
     @classmethod
     def build(cls, lengths: Tensor, max_len: int, head_dim: int, theta: float) -> "FrameContext":
@@ -45,11 +51,6 @@ class FrameContext:
         cos = torch.cat([angles, angles], dim=-1).cos()[None, :, None]
         sin = torch.cat([-angles.sin(), angles.sin()], dim=-1)[None, :, None]
         return cls(pad_mask=pad if bool(pad.any()) else None, cos=cos, sin=sin)
-
-    @property
-    def attend_mask(self) -> Tensor | None:
-        """[B, 1, 1, T] bool for SDPA: True where a key may be attended."""
-        return None if self.pad_mask is None else ~self.pad_mask[:, None, None, :]
 
 
 class RotarySelfAttention(nn.Module):

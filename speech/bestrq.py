@@ -36,10 +36,16 @@ def span_mask(lengths: Tensor, max_len: int, span: int, prob: float,
     Spans are clipped at each utterance's length; padding is never masked.
     """
     valid = ~padding_mask(lengths, max_len)
-    starts = (torch.rand(valid.shape, generator=generator, device=lengths.device) < prob) & valid
+    starts = (_rand(torch.rand, valid.shape, generator, lengths.device) < prob) & valid
     # frame t is masked if a span starts in (t - span, t]: a running count of starts.
     count = F.pad(starts.float().cumsum(dim=1), (span, 0))
     return ((count[:, span:] - count[:, :max_len]) > 0) & valid
+
+
+def _rand(fn, shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """fn(shape) drawn on the generator's device (a CPU generator works for CUDA data too)."""
+    where = generator.device if generator is not None else device
+    return fn(shape, generator=generator, device=where).to(device)
 
 
 def frames_mask(input_mask: Tensor, stride: int) -> Tensor:
@@ -139,7 +145,7 @@ class BestRQ(nn.Module):
         """Replace spans of input frames by noise → (masked feats, input-frame mask [B, T])."""
         c = self.config
         mask = span_mask(lengths, feats.shape[1], c.mask_span, c.mask_prob, generator)
-        noise = torch.randn(feats.shape, generator=generator, device=feats.device) * c.noise_std
+        noise = _rand(torch.randn, feats.shape, generator, feats.device) * c.noise_std
         return torch.where(mask[..., None], noise.to(feats.dtype), feats), mask
 
     def forward(self, feats: Tensor, lengths: Tensor,

@@ -154,3 +154,16 @@ def test_fusion_params_are_the_adapter_parameters(fused, lm):
     lm_names = {n for n, _ in lm.named_parameters()}
     assert names.isdisjoint(lm_names)
     assert names | lm_names == {n for n, _ in fused.named_parameters()}
+
+
+def test_tied_embeddings_load_like_the_lm():
+    from text.model import Transformer
+
+    config = TEXT.__class__.from_dict({**TEXT.to_dict(), "tie_embeddings": True})
+    lm = Transformer(config)
+    fused = build_fusion_model(Transformer(config), VISION, FusionConfig(cross_attention_every=2))
+    missing = fused.load_text_state_dict(lm.state_dict())
+    assert set(missing) == fused.adapter_state_keys()
+    assert "output.weight" not in fused.state_dict()
+    assert fused.output.weight is fused.tok_embeddings.weight
+    assert torch.equal(fused.output.weight, lm.output.weight)

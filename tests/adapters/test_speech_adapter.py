@@ -6,7 +6,8 @@ import torch
 from adapters.speech_adapter import build_speech_adapter
 from adapters.policies import apply_policy, trainable_names
 from adapters.speech_fusion import (SPEECH_FUSION_MODULES, SpeechFusion, speech_positions,
-                                    speech_span, speech_token_ids, splice_speech)
+                                    build_speech_fusion, speech_span, speech_token_ids,
+                                    splice_speech)
 from speech.config import ConformerConfig, SpeechAdapterConfig, create_config
 from speech.encoder import build_encoder
 from text.config import create_config as text_config
@@ -113,6 +114,22 @@ def test_logits_depend_only_on_adapter_outputs_at_span_positions():
         noisy = feats.clone()
         noisy[1, 19:] = 50.0
         assert torch.equal(fused(tokens, feats, feat_lengths), fused(tokens, noisy, feat_lengths))
+
+
+def test_builder_and_cached_prefill_match_full_forward():
+    torch.manual_seed(0)
+    lm = Transformer(text_config("tiny", dim=64, n_layers=2, vocab_size=512, max_seq_len=256))
+    fused = build_speech_fusion(lm, create_config("tiny")).eval()
+    assert fused.speech_encoder.dim == 144 and fused.speech_adapter.proj.out_features == 64
+    feats, feat_lengths = torch.randn(1, 50, 80), torch.tensor([50])
+    tokens = _prompt(fused, feat_lengths)
+    with torch.no_grad():
+        full = fused(tokens, feats, feat_lengths)
+        cache = lm.new_cache(1, 64)
+        prefill = fused(tokens[:, :-2], feats, feat_lengths, cache=cache)
+        step = lm(tokens[:, -2:-1], cache=cache)
+    torch.testing.assert_close(prefill, full[:, :-2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step, full[:, -2:-1], atol=1e-5, rtol=1e-5)
 
 
 def test_state_dict_keeps_the_lm_keys_and_loads_a_text_checkpoint():

@@ -17,12 +17,13 @@ from data.curate.pii import luhn_ok, scrub_pii
 from data.curate.quality import CharNgramLM
 from data.shards import ShardReader, decode_text, split_shards, write_manifest, write_shards
 
-SUBJECTS = "the old captain|a young sailor|my sister|the quiet doctor|our neighbour|the village teacher|a tired farmer|the baker".split("|")
-VERBS = "walked to|looked at|wrote about|talked with|waited for|thought about|painted|visited".split("|")
-OBJECTS = ("the harbour|the garden|a small house|the long road|the morning letter|her brother|the green hills|"
-           "the busy market|an old friend|the evening train").split("|")
-TAILS = ("before the rain began|after a long winter|with great care|in the afternoon|without a word|"
-         "because it was late|while the children slept|as the sun went down").split("|")
+ADJECTIVES = "old young quiet tired cheerful clever nervous patient careful busy gentle stubborn".split()
+NOUNS = "captain sailor doctor teacher farmer baker painter miller widow soldier".split()
+ADVERBS = "slowly quickly proudly sadly quietly eagerly calmly nearly finally often".split()
+VERBS = "visited watched painted described remembered followed admired repaired found left".split()
+THINGS = "harbour garden cottage road letter bridge market orchard chapel window".split()
+PREPOSITIONS = "before after during despite through beyond without until".split()
+TIMES = "breakfast winter midnight noon dinner autumn church sunrise supper harvest".split()
 
 
 def clean_docs(n: int, seed: int = 0) -> list[str]:
@@ -30,13 +31,15 @@ def clean_docs(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     docs = []
     for i in range(n):
-        sentences = [f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJECTS)} "
-                     f"{rng.choice(TAILS)}." for _ in range(rng.randint(6, 14))]
+        sentences = [f"The {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(ADVERBS)} {rng.choice(VERBS)} "
+                     f"the {rng.choice(ADJECTIVES)} {rng.choice(THINGS)} {rng.choice(PREPOSITIONS)} "
+                     f"{rng.choice(TIMES)}." for _ in range(rng.randint(6, 14))]
         sentences.insert(rng.randrange(len(sentences)), f"It was the {i + 1}th day of the journey.")
         docs.append(" ".join(sentences))
     return docs
 
 
+_RNG = random.Random(2)
 PLANTED = {
     "near": None,  # filled from a clean doc below
     "pii": ("Please write to jane.doe@example.com or call +1 (555) 123-4567 about the order. The card "
@@ -47,10 +50,10 @@ PLANTED = {
               "xxx with great care before the rain began and the baker visited the garden."),
     "german": ("Der alte Kapitän ging zum Hafen, bevor der Regen begann. Meine Schwester schrieb über den "
                "langen Weg und wartete auf den Abendzug, während die Kinder schliefen."),
-    "offtopic": " ".join(random.Random(2).choice(
+    "offtopic": " ".join(_RNG.choice(
         "quantum entropy lattice tensor gradient manifold eigenvalue spectrum kernel topology isomorphism "
         "differential polynomial integral vector matrix theorem lemma corollary proof axiom".split()) for _ in range(80)),
-    "gibberish": " ".join("".join(random.Random(k).choice("qxzjkvwpfg") for _ in range(7)) for k in range(60)),
+    "gibberish": " ".join("".join(_RNG.choice("qxzjkvwpfg") for _ in range(7)) for _ in range(60)),
 }
 
 
@@ -105,17 +108,17 @@ def test_each_planted_problem_is_caught_and_clean_text_is_untouched(corpus, tmp_
     # repeated boilerplate line: removed from the documents, which stay
     assert all("Harbour Gazette" not in t for t in kept.values())
     for i in range(10, 20):
-        assert kept[f"clean{i:03d}"] == docs[i]
+        assert kept.get(f"clean{i:03d}") == docs[i], report["removed"].get(f"train/clean{i:03d}")
     # every other clean document passes byte for byte
     for i, text in enumerate(docs):
         if i not in (5, 7):
-            assert kept[f"clean{i:03d}"] == text
+            assert kept.get(f"clean{i:03d}") == text, report["removed"].get(f"train/clean{i:03d}")
     # validation: its copy of a train document is removed (no leakage); the rest passes
     val = _read(tmp_path / "out", "validation")
     assert "val_leak" not in val and len(val) == 20
-    assert report["splits"]["train"]["input"] == 310
+    assert report["splits"]["train"]["input"] == 309
     md = (tmp_path / "out" / "curation_report.md").read_text()
-    assert "| train | 310 |" in md and "planted_german" in md
+    assert "| train | 309 |" in md and "planted_german" in md
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["count"] == len(kept) and manifest["sources"][0]["licence"] == "CC0"
 
@@ -150,10 +153,11 @@ def test_minhash_finds_near_duplicates_not_different_texts() -> None:
 
 
 def test_repeated_lines_are_counted_after_normalisation() -> None:
-    texts = [f"story {i}\nSubscribe NOW, {i % 3} times!" for i in range(8)]
-    banned = repeated_lines(texts, max_repeats=6)
+    names = "ann bob cy dee eve fay gus hal".split()
+    texts = [f"story of {name}\nSubscribe NOW, {i % 3} times!" for i, name in enumerate(names)]
+    banned = repeated_lines(texts, max_repeats=6)  # digits → 0: the line occurs 8 times
     assert banned == {"subscribe now 0 times"}
-    assert remove_lines(texts[0], banned) == ("story 0", 1)
+    assert remove_lines(texts[0], banned) == ("story of ann", 1)
 
 
 @pytest.mark.parametrize("text,kind", [

@@ -3,29 +3,9 @@ so a step takes milliseconds and whole runs take about a second."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-MICRO = ["--model.dim=64", "--model.n_layers=2", "--model.n_heads=4", "--model.n_kv_heads=2",
-         "--model.vocab_size=256", "--data.seq_len=32", "--run.progress=false", "--train.dtype=fp32",
-         "--optim.warmup_steps=2", "--run.log_every=1"]
-"""Overrides that make any text stage tiny."""
-
-SYNTHETIC = MICRO + ["--data.synthetic=true", "--data.batch_size=4"]
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m train ARGS` in a fresh process (one thread, deterministic)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -44,12 +24,12 @@ def chat_shards(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     from data.build_chat import make_dialogues, make_pairs
     from data.shards import write_manifest, write_shards
     from data.text_sources import Doc
-    from tests.conftest import tiny_corpus
+    from train_helpers import sentences
 
     root = tmp_path_factory.mktemp("chat")
-    text = tiny_corpus(40_000, seed=3)
-    docs = [Doc(f"n{i}", "austen", "novel", chunk, f"g{i}") for i, chunk in enumerate(text.split("\n\n")[:60])]
-    docs += [Doc(f"h{i}", "harvard", "list", "\n".join(text.split(". ")[i * 10:(i + 1) * 10]), f"h{i}")
+    lines = sentences(400, seed=3)
+    docs = [Doc(f"n{i}", "austen", "novel", " ".join(lines[i * 5:(i + 1) * 5]), f"g{i}") for i in range(60)]
+    docs += [Doc(f"h{i}", "harvard", "list", "\n".join(lines[300 + i * 10:310 + i * 10]), f"h{i}")
              for i in range(10)]
     docs += [Doc("w0", "wordnet", "wn", "\n".join(f"{w}, thing: a kind of {w} in the world" for w in
                                                    ("river", "garden", "window", "letter", "music", "mountain")), "w0")]

@@ -13,7 +13,7 @@ from herd.cli import main as herd
 from train.config import load_config, PretrainConfig
 from train.loop import NonFiniteLossError, train
 from train.stages import text_pretrain
-from tests.train.conftest import SYNTHETIC
+from train_helpers import SYNTHETIC
 
 
 def _config(tmp_path: Path, *extra: str) -> PretrainConfig:
@@ -135,5 +135,5 @@ def test_frozen_tensors_are_verified(tmp_path):
     train(_config(tmp_path / "ok", "--train.steps=3"), builder(False))
     meta = json.loads((tmp_path / "ok/checkpoints/step_00000003/meta.json").read_text())
     assert list(meta["frozen_checksums"]) == ["tok_embeddings.weight"]
-    with pytest.raises(RuntimeError, match="frozen tensor 'tok_embeddings.weight' changed by step 2"):
+    with pytest.raises(RuntimeError, match="frozen tensor 'tok_embeddings.weight' changed by step 3"):
         train(_config(tmp_path / "bad", "--train.steps=3", "--checkpoint.every=2"), builder(True))
