@@ -85,7 +85,8 @@ def image_attendance(tokens: Tensor, image_token_id: int,
     """tokens [B, T] → (attend [B, T, N] bool: token t may attend image n, updated spans).
 
     Image n is the n-th `<|image|>` of its row. Token t attends image n when t is at or after
-    that image token and no new run of image tokens has started since its own run.
+    that image token and no new run of image tokens has started since its own run. Image
+    tokens beyond the N images given attend nothing.
     """
     N = spans.image_run.shape[1]
     is_image = tokens == image_token_id
@@ -109,6 +110,14 @@ class FusionCache:
     image_kv: dict[int, tuple[Tensor, Tensor]] | None = None
     tile_valid: Tensor | None = None
     spans: ImageSpans | None = None
+
+    def mark_padding(self, pad: Tensor) -> None:
+        """Left-padding slots of the prompt, as `text.attention.KVCache.mark_padding`."""
+        self.text.mark_padding(pad)
+
+    @property
+    def filled(self) -> int:
+        return self.text.filled
 
 
 class FusionModel(nn.Module):
@@ -166,6 +175,15 @@ class FusionModel(nn.Module):
 
     def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype | None = None) -> FusionCache:
         return FusionCache(self.text_model.new_cache(batch, max_len, dtype=dtype))
+
+    def attach_images(self, cache: FusionCache, images: Tensor, ratio_ids: Tensor) -> None:
+        """Encode the prompt's images into an empty cache, so that a text-only decoding loop
+        (e.g. `text.generate`) attends them from the first token on."""
+        if cache.text.filled:
+            raise ValueError("attach images before the prompt is run through the cache")
+        cache.image_kv = self.image_kv(images, ratio_ids)
+        cache.tile_valid = self.vision_encoder.tile_mask(ratio_ids)
+        cache.spans = ImageSpans.start(ratio_ids.shape[0], ratio_ids.shape[1], ratio_ids.device)
 
     def forward(self, tokens: Tensor, *, images: Tensor | None = None,
                 ratio_ids: Tensor | None = None, positions: Tensor | None = None,

@@ -32,8 +32,10 @@ def frozen_policy(model: nn.Module) -> set[str]:
     return set()
 
 
-POLICIES: dict[str, Policy] = {"vision-adapter": vision_adapter_policy, "full": full_policy,
+POLICIES: dict[str, Policy] = {"vision-adapter": vision_adapter_policy,
+                               "vision-clip": full_policy, "full": full_policy,
                                "frozen": frozen_policy}
+"""Policies by stage name (and the two generic ones)."""
 
 
 def apply_policy(model: nn.Module, trainable: set[str]) -> list[nn.Parameter]:

@@ -22,6 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from adapters.convert_mllama import mllama_config
 from adapters.fusion import FusionConfig, ImageSpans, build_fusion_model, image_attendance
 from adapters.policies import apply_policy, vision_adapter_policy
 from text.config import create_config as text_config
@@ -34,29 +35,18 @@ def build_herd(text, vision):
     return model, apply_policy(model, vision_adapter_policy(model))
 
 
-def build_hf(text, vision, schedule, train_embeddings: bool = False):
+def build_hf(herd, train_embeddings: bool = False):
+    """A randomly initialised MllamaForConditionalGeneration of herd's exact shape, with the
+    image-adapter trainable set."""
     from transformers import MllamaConfig, MllamaForConditionalGeneration
 
-    interleaved = [i + k + 1 for k, i in enumerate(schedule)]  # a cross layer before each
-    hf_text = dict(vocab_size=text.vocab_size, hidden_size=text.dim, intermediate_size=text.ffn_hidden_dim,
-                   num_hidden_layers=text.n_layers + len(schedule), num_attention_heads=text.n_heads,
-                   num_key_value_heads=text.n_kv_heads, rms_norm_eps=text.norm_eps,
-                   rope_parameters={"rope_type": "default", "rope_theta": text.rope_theta},
-                   max_position_embeddings=text.max_seq_len, cross_attention_layers=interleaved,
-                   bos_token_id=0, eos_token_id=1, pad_token_id=2)
-    hf_vision = dict(hidden_size=vision.width, num_hidden_layers=vision.n_layers,
-                     num_global_layers=vision.n_global_layers, attention_heads=vision.n_heads,
-                     intermediate_size=vision.mlp_dim, vision_output_dim=vision.output_dim,
-                     image_size=vision.tile_size, patch_size=vision.patch_size,
-                     max_num_tiles=vision.max_tiles,
-                     intermediate_layers_indices=list(vision.intermediate_layers))
-    config = MllamaConfig(vision_config=hf_vision, text_config=hf_text,
-                          image_token_index=text.vocab_size)
-    model = MllamaForConditionalGeneration(config)
+    config = mllama_config(herd)
+    model = MllamaForConditionalGeneration(MllamaConfig(**config))
+    cross = config["text_config"]["cross_attention_layers"]
     trainable = []
     for name, p in model.named_parameters():
         train = (name.startswith(("model.vision_model.", "model.multi_modal_projector."))
-                 or any(name.startswith(f"model.language_model.layers.{i}.") for i in interleaved)
+                 or any(name.startswith(f"model.language_model.layers.{i}.") for i in cross)
                  or (train_embeddings and name == "model.language_model.embed_tokens.weight"))
         p.requires_grad_(train)
         if train:
@@ -100,58 +90,64 @@ def time_interleaved(steps: dict, n: int) -> dict[str, tuple[float, float]]:
             for name, t in times.items()}
 
 
+def train_step(forward, params, targets, autocast, device):
+    """One step: forward → CE → backward → AdamW, synchronised so wall time is the step's."""
+    opt = torch.optim.AdamW(params, lr=1e-4)
+
+    def step():
+        with autocast:
+            logits = forward()
+        F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
-    # fp32 by default: without AVX512-BF16/AMX a bf16 CPU matmul is ~10× slower than fp32.
-    parser.add_argument("--dtype", choices=["bf16", "fp32"], default="fp32")
+    # fp32 by default on CPU: without AVX512-BF16/AMX a bf16 CPU matmul is ~10× slower.
+    parser.add_argument("--dtype", choices=["bf16", "fp32"], default=None,
+                        help="default: bf16 on CUDA, fp32 on CPU")
     # One thread by default: on a shared, oversubscribed CPU the OpenMP barriers of a 2-thread
     # run make every small op ~100× slower and the timings meaningless.
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--hf-train-embeddings", action="store_true",
                         help="train HF's whole embedding table (herd trains its 8 new rows)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     text, vision = text_config("tiny"), vision_config("tiny")
     tokens, images, ratio_ids = batch(text, vision, args.batch, args.seq)
     inputs, targets = tokens[:, :-1], tokens[:, 1:].clamp(max=text.vocab_size - 1)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+    cross_mask, ratio_mask = hf_masks(inputs, ratio_ids, vision)
+    inputs, targets, images, ratio_ids, cross_mask, ratio_mask = (
+        t.to(device) for t in (inputs, targets, images, ratio_ids, cross_mask, ratio_mask))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     herd, herd_params = build_herd(text, vision)
-    herd_opt = torch.optim.AdamW(herd_params, lr=1e-4)
-
-    def herd_step():
-        with autocast:
-            logits = herd(inputs, images=images, ratio_ids=ratio_ids)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        loss.backward()
-        herd_opt.step()
-        herd_opt.zero_grad(set_to_none=True)
-
-    hf, hf_params = build_hf(text, vision, herd.schedule, args.hf_train_embeddings)
-    hf_opt = torch.optim.AdamW(hf_params, lr=1e-4)
-    cross_mask, ratio_mask = hf_masks(inputs, ratio_ids, vision)
-    hf.train()
-
-    def hf_step():
-        with autocast:
-            logits = hf(input_ids=inputs, pixel_values=images, aspect_ratio_ids=ratio_ids,
-                        aspect_ratio_mask=ratio_mask, cross_attention_mask=cross_mask,
-                        use_cache=False).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        loss.backward()
-        hf_opt.step()
-        hf_opt.zero_grad(set_to_none=True)
-
-    n_herd = sum(p.numel() for p in herd_params)
-    n_hf = sum(p.numel() for p in hf_params)
-    times = time_interleaved({"herd": herd_step, "transformers": hf_step}, args.steps)
+    hf, hf_params = build_hf(herd, args.hf_train_embeddings)
+    herd.to(device), hf.to(device).train()
+    steps = {
+        "herd": train_step(lambda: herd(inputs, images=images, ratio_ids=ratio_ids),
+                           herd_params, targets, autocast, device),
+        "transformers": train_step(
+            lambda: hf(input_ids=inputs, pixel_values=images, aspect_ratio_ids=ratio_ids,
+                       aspect_ratio_mask=ratio_mask, cross_attention_mask=cross_mask,
+                       use_cache=False).logits, hf_params, targets, autocast, device),
+    }
+    times = time_interleaved(steps, args.steps)
     print(f"vision-adapter step, batch {args.batch} × {args.seq} tokens, one image of up to "
-          f"{vision.max_tiles} tiles each, {args.dtype}, {torch.get_num_threads()} threads")
-    print(f"  trainable parameters: herd {n_herd:,}  transformers {n_hf:,} (embedding table "
+          f"{vision.max_tiles} tiles each, {device.type}, {dtype}, {torch.get_num_threads()} threads")
+    print(f"  trainable parameters: herd {sum(p.numel() for p in herd_params):,}  transformers "
+          f"{sum(p.numel() for p in hf_params):,} (embedding table "
           f"{'trained' if args.hf_train_embeddings else 'frozen'})")
     for name, (wall, cpu) in times.items():
         print(f"  {name:<12} {wall * 1e3:8.1f} ms/step wall  {cpu * 1e3:8.1f} ms/step CPU  "

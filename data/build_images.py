@@ -220,7 +220,7 @@ def build(out_dir: Path, *, preset: str, seed: int, cache: Path) -> dict:
         raise ValueError(f"unknown images preset {preset!r} (have {', '.join(PRESETS)})")
     cfg = PRESETS[preset]
     out_dir = Path(out_dir)
-    sprites = load_sprites(cache, size=96)
+    sprites = load_sprites(cache, size=max(96, cfg.canvas))  # never upscale a sprite to fill the canvas
     vocab = scene_vocabulary(sprites, cfg.vocabulary)
     emoji_sprites = [s for s in sprites if s.source == "emoji"]
     stamp_sprites = [s for s in sprites if s.source == "tuxpaint"]

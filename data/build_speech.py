@@ -266,6 +266,9 @@ def synthesized_samples(plan_: list[Utterance], workers: int, batch: int = 64,
     """
     import multiprocessing
 
+    import scipy.signal  # noqa: F401 - imported once here: forked workers inherit it (it is slow to import)
+    import soundfile  # noqa: F401
+
     batches = [plan_[i:i + batch] for i in range(0, len(plan_), batch)]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(max(1, workers), initializer=_worker_init, maxtasksperchild=1) as pool:

@@ -53,10 +53,11 @@ def read_cache_manifest(cache: Path) -> dict:
 
 
 @contextmanager
-def _locked(cache: Path) -> Iterator[None]:
-    """Serialise manifest updates between processes sharing one cache (parallel builders)."""
+def _locked(cache: Path, name: str = "manifest") -> Iterator[None]:
+    """Serialise work on one thing (`manifest` updates, one package's fetch) between processes
+    sharing a cache, e.g. builders running in parallel."""
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
+    with open(cache / f".lock-{name}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -130,10 +131,20 @@ def fetch_debian(package: str, cache: Path) -> Path:
     """
     cache = Path(cache)
     root = cache / "debian" / package
-    record = read_cache_manifest(cache)["debian"].get(package)
-    if record is not None and (root / ".complete").is_file():
+    if _fetched(cache, package):
         return root
-    cache.mkdir(parents=True, exist_ok=True)
+    with _locked(cache, f"debian-{package}"):
+        if not _fetched(cache, package):  # another process may have fetched it while we waited
+            _fetch(package, cache, root)
+    return root
+
+
+def _fetched(cache: Path, package: str) -> bool:
+    return (package in read_cache_manifest(cache)["debian"]
+            and (cache / "debian" / package / ".complete").is_file())
+
+
+def _fetch(package: str, cache: Path, root: Path) -> None:
     with tempfile.TemporaryDirectory(dir=cache, prefix=f".fetch-{package}-") as tmp:
         tmp_path = Path(tmp)
         deb = _download(package, tmp_path)
@@ -157,7 +168,6 @@ def fetch_debian(package: str, cache: Path) -> Path:
         root.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(root)
     _update_manifest(cache, "debian", package, record)
-    return root
 
 
 def record_system_package(package: str, cache: Path) -> dict:

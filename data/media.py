@@ -16,6 +16,7 @@ logs: the caller names the shard and key.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["decode_image", "decode_audio", "decode_video", "sample_indices"]
+__all__ = ["decode_image", "decode_audio", "decode_video"]
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_AUDIO_SECONDS = 600.0
@@ -66,6 +67,7 @@ def decode_audio(
     """Decode wav/flac/ogg/mp3/... bytes to a float32 mono waveform [T] at `target_sr`.
 
     Raises ValueError on empty, corrupt, zero-length or longer-than-`max_seconds` audio.
+    Resampling uses torchaudio's windowed-sinc `Resample`, its kernel cached per rate pair.
     """
     if not data:
         raise ValueError("empty audio")
@@ -79,10 +81,17 @@ def decode_audio(
         raise ValueError("audio contains NaN or inf")
     out = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
     if sr != target_sr:
-        import torchaudio.functional as AF
-
-        out = AF.resample(out, sr, target_sr)
+        with torch.no_grad():
+            out = _resampler(sr, target_sr)(out)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_sr: int, target_sr: int) -> torch.nn.Module:
+    """A torchaudio Resample with its sinc kernel computed once per rate pair (the costly part)."""
+    import torchaudio
+
+    return torchaudio.transforms.Resample(orig_sr, target_sr)
 
 
 class _NotSoundfile(Exception):
@@ -134,13 +143,6 @@ def _read_pyav_audio(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
     return wave, int(sr)
 
 
-def sample_indices(num_available: int, num_frames: int) -> np.ndarray:
-    """Uniform frame indices over a clip of `num_available` frames; repeats when it is shorter."""
-    if num_available <= 0:
-        raise ValueError("video has 0 frames")
-    return np.round(np.linspace(0, num_available - 1, num_frames)).astype(np.int64)
-
-
 def decode_video(
     data: bytes | str | os.PathLike,
     *,
@@ -149,79 +151,18 @@ def decode_video(
 ) -> torch.Tensor:
     """Decode an mp4/webm/... clip to `num_frames` uniformly sampled RGB frames [N, H, W, 3] uint8.
 
-    `data` is the clip's bytes or a path. decord reads it; if decord cannot, PyAV does.
-    Raises ValueError on empty, corrupt, 0-frame or over-`max_frame_pixels` clips.
+    The one frame sampler of herd (`video.frames.read_frames`: decord, PyAV fallback, short clips
+    padded by repetition), so training and evaluation see the same frames. Raises ValueError on
+    empty, corrupt, truncated, 0-frame, missing or over-`max_frame_pixels` clips.
     """
-    if num_frames <= 0:
-        raise ValueError(f"num_frames must be positive, got {num_frames}")
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if not path.is_file():
-            raise ValueError(f"no such video: {path}")
-        data = path.read_bytes()
+    from video.frames import read_frames
+
+    if isinstance(data, (str, os.PathLike)) and not Path(data).is_file():
+        raise ValueError(f"no such video: {data}")
     if not data:
         raise ValueError("empty video")
-    try:
-        frames = _decode_decord(data, num_frames, max_frame_pixels)
-    except _DecordFailed:
-        frames = _decode_pyav_video(data, num_frames, max_frame_pixels)
-    return torch.from_numpy(np.ascontiguousarray(frames))
-
-
-class _DecordFailed(Exception):
-    """decord could not open or read the clip; fall back to PyAV."""
-
-
-def _check_frame_size(height: int, width: int, max_frame_pixels: int) -> None:
+    frames = read_frames(data, num_frames)
+    height, width = frames.shape[1:3]
     if height * width > max_frame_pixels:
         raise ValueError(f"video frame {width}x{height} over max_frame_pixels={max_frame_pixels}")
-    if height == 0 or width == 0:
-        raise ValueError("video frame has zero size")
-
-
-def _decode_decord(data: bytes, num_frames: int, max_frame_pixels: int) -> np.ndarray:
-    try:
-        import decord
-    except ImportError as err:
-        raise _DecordFailed(str(err)) from None
-    try:
-        reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
-        total = len(reader)
-    except Exception as err:  # noqa: BLE001 - decord raises its own DECORDError or RuntimeError
-        raise _DecordFailed(str(err)) from None
-    if total == 0:
-        raise ValueError("video has 0 frames")
-    height, width = reader[0].shape[:2]
-    _check_frame_size(height, width, max_frame_pixels)
-    try:
-        batch = reader.get_batch(sample_indices(total, num_frames).tolist()).asnumpy()
-    except Exception as err:  # noqa: BLE001
-        raise _DecordFailed(str(err)) from None
-    return batch
-
-
-def _decode_pyav_video(data: bytes, num_frames: int, max_frame_pixels: int) -> np.ndarray:
-    import av
-
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            if not container.streams.video:
-                raise ValueError("no video stream")
-            stream = container.streams.video[0]
-            _check_frame_size(stream.codec_context.height, stream.codec_context.width, max_frame_pixels)
-            # Decode sequentially (exact, no seeking). When the header knows the frame count,
-            # keep only the sampled frames; otherwise keep all and sample afterwards.
-            wanted = sample_indices(stream.frames, num_frames) if stream.frames > 0 else None
-            keep = None if wanted is None else set(wanted.tolist())
-            frames: dict[int, np.ndarray] = {}
-            for i, frame in enumerate(container.decode(stream)):
-                if keep is None or i in keep:
-                    frames[i] = frame.to_ndarray(format="rgb24")
-    except (av.FFmpegError, OSError, IndexError) as err:  # before ValueError: PyAV errors subclass it
-        raise ValueError(f"corrupt video: {err}") from None
-    if not frames:
-        raise ValueError("video has 0 frames")
-    if wanted is None or any(i not in frames for i in wanted.tolist()):
-        order = sorted(frames)  # header count was missing or wrong: sample what was decoded
-        wanted = np.array([order[i] for i in sample_indices(len(order), num_frames)])
-    return np.stack([frames[int(i)] for i in wanted])
+    return frames

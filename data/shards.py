@@ -199,10 +199,17 @@ class ShardReader:
         self.epoch, self.cursor, self.offset = 0, 0, 0
         self.skipped: Counter[str] = Counter()
         self._index: dict[Path, tuple[list, str | None]] = {}
+        self._order_cache: tuple[int, list[int]] = (-1, [])
+        self._sample_cache: tuple[tuple, list[int]] = ((), [])
 
     # -- order -------------------------------------------------------------------------------
     def shard_order(self, epoch: int) -> list[int]:
         """Indices into `shards` that this slot reads in `epoch`, in order."""
+        if self._order_cache[0] != epoch:
+            self._order_cache = (epoch, self._shard_order(epoch))
+        return self._order_cache[1]
+
+    def _shard_order(self, epoch: int) -> list[int]:
         order = list(range(len(self.shards)))
         if self.shuffle:
             random.Random(f"shards:{self.seed}:{epoch}").shuffle(order)
@@ -211,6 +218,11 @@ class ShardReader:
         return order
 
     def _sample_order(self, epoch: int, shard: int, count: int) -> list[int]:
+        if self._sample_cache[0] != (epoch, shard, count):
+            self._sample_cache = ((epoch, shard, count), self._sample_order_uncached(epoch, shard, count))
+        return self._sample_cache[1]
+
+    def _sample_order_uncached(self, epoch: int, shard: int, count: int) -> list[int]:
         order = list(range(count))
         if self.shuffle:
             random.Random(f"samples:{self.seed}:{epoch}:{shard}").shuffle(order)

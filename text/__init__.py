@@ -1,10 +1,26 @@
 """The Llama 3 text model: configuration and presets, the decoder, tokenizer and chat format,
-generation, size/FLOP accounting and Hugging Face conversion."""
+generation, size/FLOP accounting and Hugging Face conversion.
 
-from text.config import PRESETS, RopeScaling, TextConfig, create_config, list_presets
-from text.chat_format import ChatFormat, Message
-from text.model import Transformer
-from text.tokenizer import Tokenizer, load_tokenizer
+Names load on first use, so `herd --help` (which imports `text.cli`) does not import torch.
+"""
 
-__all__ = ["TextConfig", "RopeScaling", "PRESETS", "create_config", "list_presets", "Transformer",
-           "Tokenizer", "load_tokenizer", "ChatFormat", "Message"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "TextConfig": "text.config", "RopeScaling": "text.config", "PRESETS": "text.config",
+    "create_config": "text.config", "list_presets": "text.config",
+    "Transformer": "text.model",
+    "Tokenizer": "text.tokenizer", "load_tokenizer": "text.tokenizer",
+    "ChatFormat": "text.chat_format", "Message": "text.chat_format",
+    "generate": "text.generate",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'text' has no attribute {name!r}")

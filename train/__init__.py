@@ -1,7 +1,20 @@
-"""Training: one generic loop (`train.loop.train`), one small unit per stage (`train.stages`),
-typed configs, checkpoints and distributed setup."""
+"""Training: one generic loop (`train.loop`), one small unit per stage (`train.stages`),
+typed configs, checkpoints and distributed setup.
 
-from train.config import RunConfig, load_config
-from train.stages import STAGES, get_stage, list_stages
+Names load on first use, so `herd --help` (which imports `train.cli`) stays fast.
+"""
 
-__all__ = ["RunConfig", "load_config", "STAGES", "get_stage", "list_stages"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {"RunConfig": "train.config", "load_config": "train.config", "STAGES": "train.stages",
+         "get_stage": "train.stages", "list_stages": "train.stages"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'train' has no attribute {name!r}")

@@ -27,7 +27,7 @@ def add_stage_parsers(stages: argparse._SubParsersAction) -> None:
     from train.config import flat_fields
 
     for stage in STAGES.values():
-        doc = (stage.config.__doc__ or "").strip().splitlines()[0]
+        doc = (stage.config.__doc__ or "").strip().splitlines()[0].split("`: ", 1)[-1]
         p = stages.add_parser(stage.name, help=doc, description=doc,
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--config", type=Path, default=None, help="TOML file filling the config")

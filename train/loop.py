@@ -27,7 +27,7 @@ from train import distributed as D
 from train.config import RunConfig
 from train.metrics import MetricsLogger
 from train.optim import build_optimizer, lr_at
-from train.state import (frozen_tensors, resolve_resume, save_training_checkpoint,
+from train.state import (find_latest, frozen_tensors, resolve_resume, save_training_checkpoint,
                          tensor_checksums, verify_frozen, load_training_checkpoint)
 from train.unit import TrainUnit
 
@@ -62,6 +62,8 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
 
     step, loop_state = 0, {"bad_in_a_row": 0, "skipped": 0, "tokens": 0}
     resume_from = resolve_resume(config.checkpoint.resume, run)
+    if resume_from is None and find_latest(run) is not None:
+        raise ValueError(f"{run} already holds checkpoints; resume it (--resume auto) or choose a new run.dir")
     if resume_from is not None:
         meta = load_training_checkpoint(resume_from, model=model, optimizer=optimizer,
                                         loader=unit.train_loader, env=env)
@@ -159,6 +161,8 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
                                      loader=unit.train_loader, meta=meta, tokenizer=unit.tokenizer_path,
                                      keep_last=config.checkpoint.keep_last, env=env)
     verify_frozen(frozen, model, unit.frozen_modules(), "at the end of the run")
+    if env.is_main and hasattr(unit, "write_samples") and not D.is_fsdp(model):
+        unit.write_samples(run / "samples.txt")  # a few greedy generations to read beside the metrics
     if bar is not None:
         bar.close()
     logger.close()

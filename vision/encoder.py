@@ -9,7 +9,7 @@ as in the reference code:
     → local layers over all tiles of an image as one sequence (padding tiles masked),
       keeping the hidden state *entering* each layer in `intermediate_layers`
     → ln_post → + gated post-tile embedding → gated global layers
-    → concat(final, intermediates) per token
+    → concat(final, intermediates interleaved feature-major) per token
 
 Output: [B, N_img, max_tiles, tokens_per_tile, output_dim]; padding tiles come back as zeros.
 Position tables are indexed by aspect-ratio id (the Hugging Face Mllama layout, shape
@@ -176,7 +176,11 @@ class VisionEncoder(nn.Module):
         x = self.post_tile_embedding(x, ids).view(B * N, T * c.tokens_per_tile, c.width)
         for layer in self.global_layers:
             x = layer(x, mask)
-        out = torch.cat([x, *features], dim=-1).view(B, N, T, c.tokens_per_tile, c.output_dim)
+        # Intermediates are stacked on a last axis and flattened (feature d of the k-th kept layer
+        # at d·n + k), the reference layout, so projection weights carry over unchanged.
+        if features:
+            x = torch.cat([x, torch.stack(features, dim=-1).flatten(-2)], dim=-1)
+        out = x.view(B, N, T, c.tokens_per_tile, c.output_dim)
         return out * tile_mask.view(B, N, T, 1, 1).to(out.dtype)
 
 

@@ -17,9 +17,10 @@ def test_fusion_schedule(n_layers, n_cross, expected):
     assert fusion_schedule(n_layers, n_cross) == expected
 
 
-def test_zero_gates_give_the_text_lm_logits_bit_for_bit(lm, fused):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_zero_gates_give_the_text_lm_logits_bit_for_bit(lm, fused, bf16):
     tokens, images, ratio_ids = sample_batch()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         text_only = tokens.clamp(max=V - 1)
         assert torch.equal(fused(text_only), lm(text_only))
         # Images present and attended: still the LM's logits on the same input embeddings.
@@ -167,3 +168,16 @@ def test_tied_embeddings_load_like_the_lm():
     assert "output.weight" not in fused.state_dict()
     assert fused.output.weight is fused.tok_embeddings.weight
     assert torch.equal(fused.output.weight, lm.output.weight)
+
+
+def test_images_attached_to_the_cache_equal_images_in_the_prompt(fused):
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch()
+    with torch.no_grad():
+        full = fused(tokens, images=images, ratio_ids=ratio_ids)
+        cache = fused.new_cache(2, 32)
+        fused.attach_images(cache, images, ratio_ids)
+        steps = [fused(tokens[:, :5], cache=cache), fused(tokens[:, 5:], cache=cache)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        fused.attach_images(cache, images, ratio_ids)

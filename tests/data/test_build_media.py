@@ -5,9 +5,7 @@ The raw sources come from the fetch cache (`$HERD_CACHE` or ~/.cache/herd; fetch
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import tarfile
 from pathlib import Path
 

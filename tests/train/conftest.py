@@ -19,7 +19,7 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
-def chat_shards(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+def chat_shards(tmp_path_factory) -> Path:
     """A small SFT + DPO shard folder built by data.build_chat's generators from synthetic docs."""
     from data.build_chat import make_dialogues, make_pairs
     from data.shards import write_manifest, write_shards

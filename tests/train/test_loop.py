@@ -137,3 +137,20 @@ def test_frozen_tensors_are_verified(tmp_path):
     assert list(meta["frozen_checksums"]) == ["tok_embeddings.weight"]
     with pytest.raises(RuntimeError, match="frozen tensor 'tok_embeddings.weight' changed by step 3"):
         train(_config(tmp_path / "bad", "--train.steps=3", "--checkpoint.every=2"), builder(True))
+
+
+def test_fresh_start_refuses_a_run_folder_with_checkpoints(tmp_path):
+    train(_config(tmp_path, "--train.steps=1"), text_pretrain.build)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train(_config(tmp_path, "--train.steps=2", "--checkpoint.resume=none"), text_pretrain.build)
+
+
+def test_lr_schedules():
+    from train.config import OptimSection
+    from train.optim import lr_at
+
+    cos = OptimSection(lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(0, 100, cos) == pytest.approx(0.1) and lr_at(9, 100, cos) == pytest.approx(1.0)
+    assert lr_at(10, 100, cos) == pytest.approx(1.0) and lr_at(100, 100, cos) == pytest.approx(0.1)
+    lin = OptimSection(lr=1.0, warmup_steps=0, schedule="linear")
+    assert lr_at(50, 100, lin) == pytest.approx(0.5) and lr_at(100, 100, lin) == 0.0

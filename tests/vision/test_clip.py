@@ -49,3 +49,24 @@ def test_retrieval_recall_hand_case():
     texts = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.9, 0, 0], [0, 0.8, 0]])
     r = retrieval_recall(images[:2], texts, torch.tensor([0, 1, 0, 1]), ks=(1,))
     assert r["i2t_R@1"] == 1.0 and r["t2i_R@1"] == 1.0
+
+
+def test_a_few_steps_fit_a_tiny_batch():
+    torch.manual_seed(0)
+    model = ClipModel(build_encoder(create_config("tiny")),
+                      TextTower(vocab_size=32, embed_dim=16, width=32, n_layers=1, n_heads=2), 16)
+    pixels = torch.randn(4, 4, 3, 56, 56)
+    ids = torch.tensor([1, 2, 5, 6])
+    tokens = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = model.loss(pixels, ids, tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    with torch.no_grad():
+        r = retrieval_recall(model.encode_image(pixels, ids), model.encode_text(tokens))
+    assert r["i2t_R@1"] == 1.0

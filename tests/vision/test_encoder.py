@@ -61,10 +61,11 @@ def test_multi_layer_features_are_inputs_of_the_configured_layers(encoder):
         out = encoder(_images(1, 1), ids)
     for h in hooks:
         h.remove()
-    W = CONFIG.width
-    for slot, i in enumerate(CONFIG.intermediate_layers, start=1):
+    W, n = CONFIG.width, len(CONFIG.intermediate_layers)
+    # Reference layout: final output first, then feature d of the k-th kept layer at W + d·n + k.
+    for k, i in enumerate(CONFIG.intermediate_layers):
         expected = captured[i].view(CONFIG.max_tiles, CONFIG.tokens_per_tile, W)
-        torch.testing.assert_close(out[0, 0, ..., slot * W:(slot + 1) * W], expected)
+        torch.testing.assert_close(out[0, 0, ..., W + k::n], expected)
 
 
 def test_gated_layers_start_as_identity():

@@ -16,7 +16,8 @@ from vision.transforms import (CLIP_MEAN, CLIP_STD, ImageTransform, best_fit_can
     ((800, 300), (2, 1)),
     # 100×2000: 1×4 → min(4.48, 0.896) is the largest scale, all are < 1.
     ((100, 2000), (1, 4)),
-    # 448×448: 1×1 and 2×2 (scale 2) and … ; smallest upscale is exactly 1 at 1×1.
+    # 448×448: scale exactly 1 at 1×1 is the smallest scale ≥ 1 (1×2, 2×1, 2×2 also give 1.0 but
+    # have larger areas).
     ((448, 448), (1, 1)),
     # 448×896: 1×2 gives scale 1.0 exactly (smallest ≥ 1), 2×2 also 1.0 but larger area.
     ((448, 896), (1, 2)),

@@ -99,3 +99,31 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 __all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm",
            "parent_entry", "shard_list", "token_logprobs", "cross_entropy"]
+
+
+PRETRAIN_PROMPTS = ("It is a truth universally acknowledged", "Call me", "The ship")
+CHAT_PROMPTS = ("Repeat after me: the river ran past a quiet garden.", "What does garden mean?",
+                "Tell me a fortune.")
+
+
+@torch.no_grad()
+def write_samples(model: nn.Module, tokenizer_path: Path | None, path: Path, *, chat: bool,
+                  max_new_tokens: int = 48) -> None:
+    """Greedy continuations of a few fixed prompts (chat prompts in the chat format) → `path`."""
+    if tokenizer_path is None:
+        return
+    from text.chat_format import ChatFormat
+    from text.generate import generate
+    from text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    was_training = model.training
+    model.eval()
+    lines = []
+    for prompt in (CHAT_PROMPTS if chat else PRETRAIN_PROMPTS):
+        ids = (ChatFormat(tokenizer).encode_dialog([{"role": "user", "content": prompt}], add_generation_prompt=True)
+               if chat else tokenizer.encode(prompt, bos=True))
+        out = generate(model, [ids], max_new_tokens=max_new_tokens, stop_tokens=tokenizer.stop_tokens)[0]
+        lines.append(f"### {prompt}\n{tokenizer.decode(out, skip_special=True).strip()}\n")
+    model.train(was_training)
+    path.write_text("\n".join(lines))

@@ -40,7 +40,9 @@ def dpo_loss(policy: Tensor, reference: Tensor, counts: Tensor, *, beta: float,
     margin = chosen_reward - rejected_reward
     dpo = -F.logsigmoid(margin).mean()
     nll = -(policy[:B] / counts[:B].clamp(min=1)).mean()
-    metrics = {"dpo_loss": float(dpo), "nll_chosen": float(nll), "reward_margin": float(margin.mean()),
+    dpo_value, nll_value, margin = float(dpo.detach()), float(nll.detach()), margin.detach()
+    chosen_reward, rejected_reward = chosen_reward.detach(), rejected_reward.detach()
+    metrics = {"dpo_loss": dpo_value, "nll_chosen": nll_value, "reward_margin": float(margin.mean()),
                "reward_accuracy": float((margin > 0).float().mean()),
                "reward_chosen": float(chosen_reward.mean()), "reward_rejected": float(rejected_reward.mean())}
     return dpo + nll_coef * nll, metrics

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from train.config import PretrainConfig
 from train.distributed import DistEnv
-from train.stages.text_common import IGNORE, build_lm, cross_entropy, shard_list, tokenizer_file
+from train.stages.text_common import (IGNORE, build_lm, cross_entropy, shard_list, tokenizer_file,
+                                      write_samples)
 from train.synthetic import SyntheticTextLoader
 from train.unit import StepOutput
 
@@ -69,6 +70,9 @@ class PretrainUnit:
             total += float(cross_entropy(logits, targets)) * n
             count += n
         return {"val_loss": total / max(count, 1)} if count else {}
+
+    def write_samples(self, path: Path) -> None:
+        write_samples(self.model, self.tokenizer_path, path, chat=False)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"model": {"arch": "llama3", "config": self.model.config.to_dict()}, "parents": self.parents}

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from train.config import SFTConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE, DialogueBatcher
-from train.stages.text_common import build_lm, cross_entropy, load_tokenizer_for, shard_list, tokenizer_file
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, shard_list, tokenizer_file,
+                                      write_samples)
 from train.unit import StepOutput
 
 
@@ -52,6 +53,9 @@ class SFTUnit:
                 total += float(cross_entropy(model(tokens[:, :-1]), targets)) * n
                 count += n
         return {"val_loss": total / count} if count else {}
+
+    def write_samples(self, path: Path) -> None:
+        write_samples(self.model, self.tokenizer_path, path, chat=True)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"model": {"arch": "llama3", "config": self.model.config.to_dict()}, "parents": self.parents}
