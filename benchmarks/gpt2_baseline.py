@@ -6,7 +6,7 @@ herd loop on the same data; validation loss at equal tokens, both curves on one 
 
 GPT-2 here is nanoGPT's: learned absolute positions, pre-LayerNorm with biases, GELU MLP (4×),
 full multi-head attention, tied embeddings, no document mask. Its width is chosen so its
-parameter count is the closest (multiple of 64) to the Llama preset's. Writes
+parameter count is the closest (multiple of 32) to the Llama preset's. Writes
 `OUT/gpt2_vs_llama.png` and `OUT/gpt2_vs_llama.json`.
 """
 
@@ -89,11 +89,11 @@ class GPT2(nn.Module):
 
 
 def matched_gpt2(llama_params: int, vocab: int, n_layers: int, n_heads: int, seq_len: int) -> GPT2Config:
-    """The GPT-2 width (multiple of 64) whose parameter count is closest to llama_params."""
+    """The GPT-2 width (multiple of 32) whose parameter count is closest to llama_params."""
     def count(dim: int) -> int:
         return vocab * dim + seq_len * dim + n_layers * (12 * dim * dim + 13 * dim) + 2 * dim
 
-    dim = min(range(64, 4097, 64), key=lambda d: abs(count(d) - llama_params))
+    dim = min(range(64, 4097, 32), key=lambda d: abs(count(d) - llama_params))
     heads = max(h for h in range(1, n_heads + 1) if dim % h == 0 and (dim // h) % 2 == 0)
     return GPT2Config(vocab_size=vocab, dim=dim, n_layers=n_layers, n_heads=heads, max_seq_len=seq_len)
 
@@ -121,6 +121,7 @@ def run(kind: str, args, out: Path) -> dict:
             c = unit.model.config
             gpt = matched_gpt2(llama_params, c.vocab_size, c.n_layers, c.n_heads, args.seq_len)
             unit.model = GPT2(gpt).to(env.device)
+            unit.write_samples = lambda path: None  # herd's generate() needs the Llama KV cache
         sizes[kind] = sum(p.numel() for p in unit.model.parameters())
         return unit
 

@@ -2,7 +2,8 @@
 with RoPE and a SwiGLU FFN, no biases, untied embeddings by default.
 
 State-dict keys follow Meta's reference layout (`tok_embeddings`, `layers.N.attention.wq`,
-`layers.N.feed_forward.w1`, `norm`, `output`), so adapters and converters can name them.
+`layers.N.feed_forward.w1`, `norm`, `output`), so adapters and converters can name them. A model
+with tied embeddings stores its one table once, as `tok_embeddings.weight`, and re-ties it on load.
 
     model = Transformer(create_config("tiny"))
     logits = model(tokens)                        # [B, T] → [B, T, vocab]
@@ -40,8 +41,12 @@ class RMSNorm(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) ⊙ w3 x), with w1 and w3 applied as one matmul over their
-    concatenated weights (kept by `fuse()` while decoding; parameters stay separate)."""
+    """SwiGLU: w2(silu(w1 x) ⊙ w3 x).
+
+    While decoding, `fuse()` keeps w1 and w3 concatenated so that they are one matmul per token.
+    Training keeps them apart: at batch × sequence rows the fused product's strided halves make
+    the elementwise work and its backward slower than the second matmul call saves.
+    """
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
@@ -58,8 +63,10 @@ class FeedForward(nn.Module):
         self.fused = None
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.fused if self.fused is not None else torch.cat([self.w1.weight, self.w3.weight])
-        gate, up = F.linear(x, weight).chunk(2, dim=-1)
+        if self.fused is not None:
+            gate, up = F.linear(x, self.fused).chunk(2, dim=-1)
+        else:
+            gate, up = self.w1(x), self.w3(x)
         return self.w2(F.silu(gate) * up)
 
 

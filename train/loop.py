@@ -162,7 +162,10 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
                                      keep_last=config.checkpoint.keep_last, env=env)
     verify_frozen(frozen, model, unit.frozen_modules(), "at the end of the run")
     if env.is_main and hasattr(unit, "write_samples") and not D.is_fsdp(model):
-        unit.write_samples(run / "samples.txt")  # a few greedy generations to read beside the metrics
+        try:
+            unit.write_samples(run / "samples.txt")  # a few greedy generations beside the metrics
+        except Exception as err:  # noqa: BLE001 - samples are a courtesy; the run itself succeeded
+            _info(env, f"could not write samples.txt: {err}")
     if bar is not None:
         bar.close()
     logger.close()

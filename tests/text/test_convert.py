@@ -15,6 +15,7 @@ from text.convert import export_hf, from_meta_interleaved, import_hf
 from text.generate import generate
 from text.model import Transformer
 from text.rope import rope_frequencies
+from text.tokenizer import load_tokenizer
 from train.checkpoint import load_text_model, save_checkpoint, text_model_meta
 
 transformers = pytest.importorskip("transformers")
@@ -53,7 +54,7 @@ def test_export_loads_as_llama_with_its_tokenizer(exported, checkpoint):
     config = json.loads((exported / "config.json").read_text())
     assert config["tie_word_embeddings"] is False and config["rope_scaling"] is None
     tokenizer = transformers.AutoTokenizer.from_pretrained(exported)
-    herd_tokenizer = __import__("text.tokenizer", fromlist=["load_tokenizer"]).load_tokenizer(checkpoint)
+    herd_tokenizer = load_tokenizer(checkpoint)
     text = "The river and the mountain."
     assert tokenizer(text, add_special_tokens=False)["input_ids"] == herd_tokenizer.encode(text)
     assert tokenizer.bos_token_id == herd_tokenizer.bos_id == config["bos_token_id"]

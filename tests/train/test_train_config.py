@@ -68,7 +68,9 @@ def cli_surface() -> str:
 
 
 def test_cli_surface_is_guarded():
-    """To change the surface on purpose: python -c 'from tests.train.test_config import *; SURFACE.write_text(cli_surface())'."""
+    """To change the surface on purpose, regenerate the file and review the diff:
+    PYTHONPATH=.:tests/train python -c 'from test_train_config import *; SURFACE.write_text(cli_surface())'
+    """
     assert cli_surface() == SURFACE.read_text()
 
 
