@@ -32,7 +32,14 @@ def frozen_policy(model: nn.Module) -> set[str]:
     return set()
 
 
+def speech_adapter_policy(model: nn.Module) -> set[str]:
+    """`speech-adapter`: the LM stays frozen; the Conformer encoder, the speech adapter and the
+    new token rows train (the fusion parameters of `adapters.speech_fusion.SpeechFusion`)."""
+    return set(model.fusion_params())
+
+
 POLICIES: dict[str, Policy] = {"vision-adapter": vision_adapter_policy,
+                               "speech-adapter": speech_adapter_policy, "speech-bestrq": full_policy,
                                "vision-clip": full_policy, "full": full_policy,
                                "frozen": frozen_policy}
 """Policies by stage name (and the two generic ones)."""
@@ -54,5 +61,5 @@ def trainable_names(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-__all__ = ["Policy", "POLICIES", "vision_adapter_policy", "full_policy", "frozen_policy",
+__all__ = ["Policy", "POLICIES", "vision_adapter_policy", "speech_adapter_policy", "full_policy", "frozen_policy",
            "apply_policy", "trainable_names"]

@@ -12,7 +12,8 @@ import json
 import time
 from pathlib import Path
 
-BUILD_KINDS = ("text", "images", "video", "speech")
+BUILD_KINDS = ("text", "chat", "images", "video", "speech")
+"""`chat`: SFT dialogues and DPO preference pairs built from the text corpora (data/build_chat.py)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -121,9 +121,10 @@ def sample(run: Path) -> None:
                     "It is a truth universally acknowledged", "--max-new-tokens", "60", "--greedy"],
                    cwd=ROOT, check=True)
     if (sft / "checkpoints" / "latest").is_file():
-        print("\n--- text-sft chat ---", flush=True)
-        subprocess.run([*HERD, "chat", "--checkpoint", str(latest_checkpoint(sft)), "--prompt",
-                        "Repeat after me: the cat sat on the mat."], cwd=ROOT, check=False)
+        for prompt in ("Repeat after me: the cat sat on the mat.", "What does harbour mean?"):
+            print("\n--- text-sft chat ---", flush=True)
+            subprocess.run([*HERD, "generate", "--chat", "--checkpoint", str(latest_checkpoint(sft)),
+                            "--prompt", prompt, "--max-new-tokens", "40", "--greedy"], cwd=ROOT, check=True)
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--top-p", type=float, default=0.95)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--chat", action="store_true",
+                     help="send the prompt as a user turn in the Llama 3 chat format (SFT models)")
     gen.set_defaults(handler=_generate)
 
     tok = subparsers.add_parser("tokenizer", help="train the byte-level BPE tokenizer")
@@ -106,16 +108,20 @@ def _generate(args: argparse.Namespace) -> int:
 
     model = load_text_model(args.checkpoint)
     tokenizer = load_tokenizer(args.checkpoint)
-    prompt = tokenizer.encode(args.prompt, bos=True)
-    temperature = 0.0 if args.greedy else args.temperature
+    if args.chat:
+        from text.chat_format import ChatFormat, Message
 
+        prompt = ChatFormat(tokenizer).encode_dialog([Message("user", args.prompt)], add_generation_prompt=True)
+    else:
+        prompt = tokenizer.encode(args.prompt, bos=True)
+    temperature = 0.0 if args.greedy else args.temperature
     step = tokenizer.stream_decoder(skip_special=True)  # holds back partial UTF-8 sequences
 
     def stream(_row: int, token: int) -> None:
         sys.stdout.write(step(token))
         sys.stdout.flush()
 
-    sys.stdout.write(args.prompt)
+    sys.stdout.write(f"user: {args.prompt}\nassistant: " if args.chat else args.prompt)
     generate(model, [prompt], max_new_tokens=args.max_new_tokens, temperature=temperature,
              top_p=args.top_p, stop_tokens=tokenizer.stop_tokens, seed=args.seed, on_token=stream)
     sys.stdout.write("\n")
