@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
+            if err.name is None or not name.startswith(err.name):
+                raise  # a real import error inside the module, not a missing command module
             continue  # a package that offers no commands yet
         module.register(subparsers)
     return parser
