@@ -1,4 +1,4 @@
-"""The text build on the real fetched corpora (skipped when `herd data fetch --only text` has not run)."""
+"""The text build on the real corpora, fetched from the Debian archive into the cache on first use."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import pytest
 
 from data.build_text import assign_split, build, normalise
 from data.curate.dedup import NearDuplicateIndex
-from data.debian import default_cache, read_cache_manifest
+from data.debian import default_cache
+from data.fetch import fetch_sources
 from data.shards import ShardReader, decode_text, split_shards
 from data.sources import SOURCES
 from data.text_sources import Doc
 
 CACHE = default_cache()
-HAVE_TEXT = all(s.name in read_cache_manifest(CACHE)["debian"] for s in SOURCES["text"]) if CACHE.exists() else False
-pytestmark = pytest.mark.skipif(not HAVE_TEXT, reason="run `herd data fetch --only text` first")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, dict]:
+    fetch_sources(CACHE, ["text"])  # idempotent: a no-op once the cache holds the packages
     out = tmp_path_factory.mktemp("text")
     return out, build(out, preset="tiny", seed=0, cache=CACHE)
 
