@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from adapters.cross_attention import CrossAttentionBlock, ImageAttention
 from adapters.projection import VisionProjection
+from adapters.text_loading import adapter_keys, load_text_state_dict
 from text.attention import KVCache
 from text.model import Transformer, _drop_tied_output, _retie_output
 from vision.config import VisionConfig
@@ -150,19 +151,11 @@ class FusionModel(nn.Module):
         return {n: p for n, p in self.named_parameters() if n.split(".")[0] in FUSION_MODULES}
 
     def adapter_state_keys(self) -> set[str]:
-        return {k for k in self.state_dict() if k.split(".")[0] in FUSION_MODULES}
+        return adapter_keys(self, FUSION_MODULES)
 
     def load_text_state_dict(self, state: dict[str, Tensor]) -> list[str]:
-        """Load a text-LM state dict; raise unless the missing keys are exactly the adapter's and
-        none is unexpected. Returns the (adapter) missing keys."""
-        result = self.load_state_dict(state, strict=False)
-        missing, expected = set(result.missing_keys), self.adapter_state_keys()
-        if result.unexpected_keys or missing != expected:
-            raise ValueError(f"text state dict does not fit the fused model: unexpected "
-                             f"{sorted(result.unexpected_keys)[:5]}, non-adapter missing "
-                             f"{sorted(missing - expected)[:5]}, adapter keys present "
-                             f"{sorted(expected - missing)[:5]}")
-        return sorted(missing)
+        """Load a text-LM state dict; raise unless exactly the adapter keys are missing."""
+        return load_text_state_dict(self, state, FUSION_MODULES)
 
     # --- forward --------------------------------------------------------------------------
     def embed(self, tokens: Tensor) -> Tensor:

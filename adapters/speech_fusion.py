@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from adapters.speech_adapter import SpeechAdapter, build_speech_adapter
+from adapters.text_loading import adapter_keys, load_text_state_dict
 from speech.config import SpeechConfig
 from speech.encoder import ConformerEncoder, build_encoder
 from text.attention import KVCache
@@ -103,19 +104,11 @@ class SpeechFusion(nn.Module):
         return {n: p for n, p in self.named_parameters() if n.split(".")[0] in SPEECH_FUSION_MODULES}
 
     def adapter_state_keys(self) -> set[str]:
-        return {k for k in self.state_dict() if k.split(".")[0] in SPEECH_FUSION_MODULES}
+        return adapter_keys(self, SPEECH_FUSION_MODULES)
 
     def load_text_state_dict(self, state: dict[str, Tensor]) -> list[str]:
-        """Load a text-LM state dict; raise unless the missing keys are exactly the speech path's
-        and none is unexpected. Returns the missing keys."""
-        result = self.load_state_dict(state, strict=False)
-        missing, expected = set(result.missing_keys), self.adapter_state_keys()
-        if result.unexpected_keys or missing != expected:
-            raise ValueError(f"text state dict does not fit the speech model: unexpected "
-                             f"{sorted(result.unexpected_keys)[:5]}, non-speech missing "
-                             f"{sorted(missing - expected)[:5]}, speech keys present "
-                             f"{sorted(expected - missing)[:5]}")
-        return sorted(missing)
+        """Load a text-LM state dict; raise unless exactly the adapter keys are missing."""
+        return load_text_state_dict(self, state, SPEECH_FUSION_MODULES)
 
     # --- forward --------------------------------------------------------------------------
     def speech_lengths(self, feat_lengths: Tensor) -> Tensor:

@@ -73,7 +73,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
              30),
         Step("build text shards", [*HERD, "data", "build", "text", "--out", str(text_shards), "--preset", "tiny",
                                    "--cache", str(cache)], has_manifest(text_shards), 30),
-        Step("train tokenizer", [*HERD, "tokenizer", "train", "--input", str(text_shards / "train"),
+        Step("train tokenizer", [*HERD, "tokenizer", "train", "--input", str(text_shards / "train-*.tar"),
                                  "--vocab-size", "8192", "--out", str(tok)],
              lambda: (tok / "tokenizer.json").is_file(), 40),
         Step("text-pretrain", [*HERD, "train", "text-pretrain", "--config", "configs/tiny/text_pretrain.toml",
@@ -131,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("HERD_CACHE", Path.home() / ".cache" / "herd")))
-    parser.add_argument("--minutes-pretrain", type=float, default=8.0)
+    parser.add_argument("--minutes-pretrain", type=float, default=10.0)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     run_pipeline(build_steps(args))
