@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.set_defaults(handler=_init)
 
     gen = subparsers.add_parser("generate", help="continue a text prompt with a checkpoint")
-    gen.add_argument("--checkpoint", required=True, type=Path)
+    gen.add_argument("--checkpoint", required=True, type=Path,
+                     help="a checkpoint directory, a run folder, or its checkpoints/latest")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--greedy", action="store_true", help="argmax decoding (default: sampling)")
@@ -104,10 +105,11 @@ def _init(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from text.generate import generate
     from text.tokenizer import load_tokenizer
-    from train.checkpoint import load_text_model
+    from train.checkpoint import load_text_model, resolve_checkpoint
 
-    model = load_text_model(args.checkpoint)
-    tokenizer = load_tokenizer(args.checkpoint)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    model = load_text_model(checkpoint)
+    tokenizer = load_tokenizer(checkpoint)
     if args.chat:
         from text.chat_format import ChatFormat, Message
 
@@ -138,7 +140,8 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
 
 def _export_hf(args: argparse.Namespace) -> int:
     from text.convert import export_hf
+    from train.checkpoint import resolve_checkpoint
 
-    export_hf(args.checkpoint, args.out)
+    export_hf(resolve_checkpoint(args.checkpoint), args.out)
     print(f"wrote {args.out}")
     return 0

@@ -89,6 +89,20 @@ def atomic_directory(path: str | Path, *, tmp_name: str | None = None) -> Iterat
         raise
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from what a user is likely to pass: the directory itself, a run's
+    `checkpoints/latest` pointer file, a run folder or its `checkpoints/` folder."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    if path.is_file() and path.name == "latest":
+        return path.parent / path.read_text().strip()
+    for root in (path / "checkpoints", path):
+        if (root / "latest").is_file():
+            return root / (root / "latest").read_text().strip()
+    raise FileNotFoundError(f"{path} is not a herd checkpoint, a run folder or a `latest` pointer")
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """meta.json of a checkpoint directory, with a one-line error when it is not one."""
     path = Path(path)
@@ -116,6 +130,7 @@ def load_text_model(path: str | Path, *, device: str | torch.device = "cpu"):
     from text.config import TextConfig
     from text.model import Transformer
 
+    path = resolve_checkpoint(path)
     meta = read_meta(path)
     spec = meta.get("model", {})
     if spec.get("arch") != "llama3":
