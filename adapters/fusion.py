@@ -31,7 +31,7 @@ from adapters.cross_attention import CrossAttentionBlock, ImageAttention
 from adapters.projection import VisionProjection
 from adapters.text_loading import adapter_keys, load_text_state_dict
 from text.attention import KVCache
-from text.model import Transformer, _drop_tied_output, _retie_output
+from text.model import Transformer, tie_output_to_embeddings
 from vision.config import VisionConfig
 from vision.encoder import VisionEncoder, build_encoder
 
@@ -135,8 +135,7 @@ class FusionModel(nn.Module):
             lm.tok_embeddings, lm.layers, lm.norm, lm.output)
         self.rope = lm.rope
         if lm.config.tie_embeddings:  # store the shared table once, exactly as the LM does
-            self.register_state_dict_post_hook(_drop_tied_output)
-            self.register_load_state_dict_post_hook(_retie_output)
+            tie_output_to_embeddings(self)
         self.learnable_embedding = nn.Embedding(n_new_tokens, lm.config.dim)
         nn.init.normal_(self.learnable_embedding.weight, std=0.02)
         self.vision_encoder = encoder

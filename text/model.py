@@ -98,9 +98,7 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
-            self.output.weight = self.tok_embeddings.weight
-            self.register_state_dict_post_hook(_drop_tied_output)
-            self.register_load_state_dict_post_hook(_retie_output)
+            tie_output_to_embeddings(self)
         self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta,
                                     config.rope_scaling)
         self.reset_parameters()
@@ -171,13 +169,22 @@ class Transformer(nn.Module):
                        dtype=dtype or self.output.weight.dtype, device=self.output.weight.device)
 
 
-def _drop_tied_output(module: Transformer, state: dict, prefix: str, _meta) -> None:
+def tie_output_to_embeddings(module: nn.Module) -> None:
+    """Share `module.output.weight` with `module.tok_embeddings.weight`, and keep it shared across
+    state dicts: saved once (as the embedding), re-tied on load. Also used by wrappers that expose
+    the LM's modules under the same names (adapters/fusion.py)."""
+    module.output.weight = module.tok_embeddings.weight
+    module.register_state_dict_post_hook(_drop_tied_output)
+    module.register_load_state_dict_post_hook(_retie_output)
+
+
+def _drop_tied_output(module: nn.Module, state: dict, prefix: str, _meta) -> None:
     """A tied model stores its one table once, as `tok_embeddings.weight` (safetensors refuses
     two names for one tensor, and a reload must not untie them)."""
     state.pop(prefix + "output.weight", None)
 
 
-def _retie_output(module: Transformer, incompatible) -> None:
+def _retie_output(module: nn.Module, incompatible) -> None:
     """After loading a tied model (whose state has no `output.weight`): share the table again —
     `load_state_dict(assign=True)` replaced the embedding's parameter — and do not report the
     output as missing."""
@@ -204,4 +211,5 @@ def fused_projections(model: nn.Module) -> Iterator[None]:
             m.unfuse()
 
 
-__all__ = ["RMSNorm", "FeedForward", "TransformerBlock", "Transformer", "fused_projections"]
+__all__ = ["RMSNorm", "FeedForward", "TransformerBlock", "Transformer", "fused_projections",
+           "tie_output_to_embeddings"]
