@@ -13,7 +13,6 @@ model; everything loads with safetensors / `weights_only=True`, never pickle.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from data.debian import sha256_file  # re-exported: parents in meta.json carry their sha256
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -146,14 +147,6 @@ def load_text_model(path: str | Path, *, device: str | torch.device = "cpu"):
 def text_model_meta(model) -> dict[str, Any]:
     """The `model` entry of meta.json that `load_text_model` rebuilds from."""
     return {"arch": "llama3", "config": model.config.to_dict()}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:
