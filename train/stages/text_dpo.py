@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from train.checkpoint import load_text_model
+from train.checkpoint import load_text_model, text_model_meta
 from train.config import DPOConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE, PreferenceBatcher
@@ -90,7 +90,7 @@ class DPOUnit:
         return {k: v / n for k, v in sums.items()} if n else {}
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"model": {"arch": "llama3", "config": self.model.config.to_dict()}, "parents": self.parents}
+        return {"model": text_model_meta(self.model), "parents": self.parents}
 
 
 def build(config: DPOConfig, env: DistEnv) -> DPOUnit:

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from train.checkpoint import text_model_meta
 from train.config import PretrainConfig
 from train.distributed import DistEnv
 from train.stages.text_common import (IGNORE, build_lm, cross_entropy, shard_list, tokenizer_file,
@@ -74,7 +75,7 @@ class PretrainUnit:
         write_samples(self.model, self.tokenizer_path, path, chat=False)
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"model": {"arch": "llama3", "config": self.model.config.to_dict()}, "parents": self.parents}
+        return {"model": text_model_meta(self.model), "parents": self.parents}
 
 
 def build(config: PretrainConfig, env: DistEnv) -> PretrainUnit:

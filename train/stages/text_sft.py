@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from train.checkpoint import text_model_meta
 from train.config import SFTConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE, DialogueBatcher
@@ -58,7 +59,7 @@ class SFTUnit:
         write_samples(self.model, self.tokenizer_path, path, chat=True)
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"model": {"arch": "llama3", "config": self.model.config.to_dict()}, "parents": self.parents}
+        return {"model": text_model_meta(self.model), "parents": self.parents}
 
 
 def build(config: SFTConfig, env: DistEnv) -> SFTUnit:
