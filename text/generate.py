@@ -36,11 +36,14 @@ def generate(
     stop_tokens: Sequence[int] = (),
     seed: int | None = None,
     on_token: Callable[[int, int], None] | None = None,
+    attach: Callable[[object], None] | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt (prompt not included), stopping at a stop token or the limit.
 
     A row stops after emitting a stop token (which is included in its output); the others go
     on. on_token(row, token) is called for every token as soon as it is chosen (streaming).
+    attach(cache) runs on the fresh cache before the prompt: how a fused model receives the
+    prompt's media, e.g. `attach=lambda c: fused.attach_images(c, pixels, ratio_ids)`.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
@@ -57,6 +60,8 @@ def generate(
         pad[i, longest - len(p):] = False
     tokens, pad = tokens.to(device), pad.to(device)
     cache = model.new_cache(batch, total)
+    if attach is not None:
+        attach(cache)
     positions = next_position = None
     if bool(pad.any()):
         cache.mark_padding(pad)

@@ -103,6 +103,10 @@ class Transformer(nn.Module):
                                     config.rope_scaling)
         self.reset_parameters()
 
+    def spec(self) -> dict:
+        """How to rebuild this model (meta.json `model`; `from_spec` is the inverse)."""
+        return {"arch": "llama3", "config": self.config.to_dict()}
+
     def reset_parameters(self, std: float = 0.02) -> None:
         """Normal(0, std) weights; residual output projections scaled by 1/sqrt(2·n_layers)."""
         out_std = std / math.sqrt(2 * self.config.n_layers)
@@ -211,5 +215,10 @@ def fused_projections(model: nn.Module) -> Iterator[None]:
             m.unfuse()
 
 
+def from_spec(spec: dict) -> Transformer:
+    """An untrained LM of the shape `Transformer.spec()` describes."""
+    return Transformer(TextConfig.from_dict(spec["config"]))
+
+
 __all__ = ["RMSNorm", "FeedForward", "TransformerBlock", "Transformer", "fused_projections",
-           "tie_output_to_embeddings"]
+           "tie_output_to_embeddings", "from_spec"]

@@ -146,7 +146,7 @@ def load_text_model(path: str | Path, *, device: str | torch.device = "cpu"):
 
 def text_model_meta(model) -> dict[str, Any]:
     """The `model` entry of meta.json that `load_text_model` rebuilds from."""
-    return {"arch": "llama3", "config": model.config.to_dict()}
+    return model.spec()
 
 
 def _json_default(obj: Any) -> Any:

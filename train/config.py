@@ -221,6 +221,104 @@ class DPOConfig(RunConfig):
     """DPO loss options."""
 
 
+@dataclass(kw_only=True)
+class ClipSection:
+    """Contrastive image–text pretraining of the image encoder (llama3-spec §3.1)."""
+
+    vision_preset: str = "tiny"
+    """Image-encoder preset (vision/config.py: tiny, small, vit-l-14, vit-h-14)."""
+    embed_dim: int = 64
+    """Joint embedding width of the image and text towers."""
+    text_width: int = 128
+    """Width of the small text tower."""
+    text_layers: int = 2
+    """Layers of the small text tower."""
+    context_length: int = 32
+    """Caption tokens kept by the text tower."""
+
+
+@dataclass(kw_only=True)
+class VisionClipConfig(RunConfig):
+    """`vision-clip`: contrastive pretraining of the image encoder with a small text tower."""
+
+    clip: ClipSection = field(default_factory=ClipSection)
+    """CLIP model options."""
+
+
+@dataclass(kw_only=True)
+class VisionSection:
+    """The image path attached to the frozen LM (llama3-spec §3.2, §7)."""
+
+    preset: str = "tiny"
+    """Image-encoder preset (vision/config.py)."""
+    encoder_init: str = ""
+    """`vision-clip` checkpoint whose encoder starts the adapter stage; empty = random encoder."""
+    cross_attention_every: int = 4
+    """One gated cross-attention block per this many LM layers."""
+    max_tiles: int = 0
+    """Override the preset's most tiles per image (0 = the preset's)."""
+
+
+@dataclass(kw_only=True)
+class VisionAdapterConfig(RunConfig):
+    """`vision-adapter`: image encoder, projection, cross-attention and new token rows on a frozen LM."""
+
+    vision: VisionSection = field(default_factory=VisionSection)
+    """Image path options."""
+
+
+@dataclass(kw_only=True)
+class VideoSection:
+    """The temporal aggregator and video cross-attention (llama3-spec §4)."""
+
+    preset: str = "tiny"
+    """Video preset (video/config.py)."""
+    frames: int = 0
+    """Frames sampled uniformly per clip (0 = the preset's)."""
+
+
+@dataclass(kw_only=True)
+class VideoAdapterConfig(RunConfig):
+    """`video-adapter`: aggregator + video cross-attention; LM and image path frozen."""
+
+    video: VideoSection = field(default_factory=VideoSection)
+    """Video path options."""
+
+
+@dataclass(kw_only=True)
+class BestRQSection:
+    """BEST-RQ self-supervised pretraining of the Conformer (llama3-spec §5.2)."""
+
+    preset: str = "tiny"
+    """Speech preset (speech/config.py)."""
+
+
+@dataclass(kw_only=True)
+class SpeechBestRQConfig(RunConfig):
+    """`speech-bestrq`: masked multi-codebook prediction on unlabelled audio."""
+
+    bestrq: BestRQSection = field(default_factory=BestRQSection)
+    """BEST-RQ options."""
+
+
+@dataclass(kw_only=True)
+class SpeechSection:
+    """The speech path feeding the frozen LM (llama3-spec §5.3, §5.4)."""
+
+    preset: str = "tiny"
+    """Speech preset (speech/config.py)."""
+    encoder_init: str = ""
+    """`speech-bestrq` checkpoint whose Conformer starts the adapter stage; empty = random."""
+
+
+@dataclass(kw_only=True)
+class SpeechAdapterConfig(RunConfig):
+    """`speech-adapter`: Conformer + speech adapter on a frozen LM, CE on the transcript."""
+
+    speech: SpeechSection = field(default_factory=SpeechSection)
+    """Speech path options."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Filling, overriding, printing
 
@@ -363,5 +461,7 @@ def _toml_literal(value: Any) -> str:
 
 __all__ = ["ConfigError", "RunConfig", "RunSection", "ModelSection", "DataSection", "OptimSection", "TrainSection",
            "CheckpointSection", "DistSection", "PretrainConfig", "SFTConfig", "SFTSection",
-           "DPOConfig", "DPOSection", "from_dict", "load_config", "parse_value", "to_toml",
+           "DPOConfig", "DPOSection", "ClipSection", "VisionClipConfig", "VisionSection", "VisionAdapterConfig",
+           "VideoSection", "VideoAdapterConfig", "BestRQSection", "SpeechBestRQConfig", "SpeechSection",
+           "SpeechAdapterConfig", "from_dict", "load_config", "parse_value", "to_toml",
            "flat_fields", "field_docs"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from train.config import DPOConfig, PretrainConfig, RunConfig, SFTConfig
+from train.config import (DPOConfig, PretrainConfig, RunConfig, SFTConfig, SpeechAdapterConfig, SpeechBestRQConfig,
+                          VideoAdapterConfig, VisionAdapterConfig, VisionClipConfig)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("text-pretrain", PretrainConfig, "train.stages.text_pretrain"),
     Stage("text-sft", SFTConfig, "train.stages.text_sft"),
     Stage("text-dpo", DPOConfig, "train.stages.text_dpo"),
+    Stage("vision-clip", VisionClipConfig, "train.stages.vision_clip"),
+    Stage("vision-adapter", VisionAdapterConfig, "train.stages.vision_adapter"),
+    Stage("video-adapter", VideoAdapterConfig, "train.stages.video_adapter"),
+    Stage("speech-bestrq", SpeechBestRQConfig, "train.stages.speech_bestrq"),
+    Stage("speech-adapter", SpeechAdapterConfig, "train.stages.speech_adapter"),
 )}
 
 
