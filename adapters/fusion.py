@@ -4,6 +4,7 @@ blocks (llama3-spec §3.2, §7; llama-models `CrossAttentionTransformer`).
     fused = build_fusion_model(lm, create_vision_config("tiny"))   # lm: text.Transformer
     fused.load_text_state_dict(lm_state)     # raises unless exactly the adapter keys are missing
     logits = fused(tokens, images=pixels, ratio_ids=ids)            # [B, T, V]
+    model = from_spec(fused.spec())   # arch "llama3-vision": text + vision + fusion configs
 
 - The LM's modules sit at the top level under their own names (`tok_embeddings`, `layers.N.…`,
   `norm`, `output`), so a text checkpoint loads unchanged; adapter modules live under
@@ -21,6 +22,7 @@ blocks (llama3-spec §3.2, §7; llama-models `CrossAttentionTransformer`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ from adapters.cross_attention import CrossAttentionBlock, ImageAttention
 from adapters.projection import VisionProjection
 from adapters.text_loading import adapter_keys, load_text_state_dict
 from text.attention import KVCache
+from text.config import TextConfig
 from text.model import Transformer, tie_output_to_embeddings
 from vision.config import VisionConfig
 from vision.encoder import VisionEncoder, build_encoder
@@ -125,9 +128,10 @@ class FusionModel(nn.Module):
     """The text LM with image adapters inserted on a schedule. Build with `build_fusion_model`."""
 
     def __init__(self, lm: Transformer, encoder: VisionEncoder, projection: VisionProjection,
-                 blocks: dict[int, CrossAttentionBlock], n_new_tokens: int = 8):
+                 blocks: dict[int, CrossAttentionBlock], fusion: FusionConfig = FusionConfig()):
         super().__init__()
         self.config = lm.config
+        self.fusion_config = fusion
         # The LM is kept unregistered (its modules are registered below under their own names),
         # so state-dict keys stay the LM's; it is held for `attention_context` and `new_cache`.
         object.__setattr__(self, "text_model", lm)
@@ -136,7 +140,7 @@ class FusionModel(nn.Module):
         self.rope = lm.rope
         if lm.config.tie_embeddings:  # store the shared table once, exactly as the LM does
             tie_output_to_embeddings(self)
-        self.learnable_embedding = nn.Embedding(n_new_tokens, lm.config.dim)
+        self.learnable_embedding = nn.Embedding(fusion.n_new_tokens, lm.config.dim)
         nn.init.normal_(self.learnable_embedding.weight, std=0.02)
         self.vision_encoder = encoder
         self.vision_projection = projection
@@ -145,6 +149,12 @@ class FusionModel(nn.Module):
         self.image_token_id = lm.config.vocab_size
 
     # --- parameters and checkpoints -------------------------------------------------------
+    def spec(self) -> dict:
+        """How to rebuild this model (meta.json `model`; `from_spec` is the inverse)."""
+        return {"arch": "llama3-vision", "text": self.config.to_dict(),
+                "vision": self.vision_encoder.config.to_dict(),
+                "fusion": dataclasses.asdict(self.fusion_config)}
+
     def fusion_params(self) -> dict[str, nn.Parameter]:
         """The adapter's own parameters by name (encoder, projection, blocks, new token rows)."""
         return {n: p for n, p in self.named_parameters() if n.split(".")[0] in FUSION_MODULES}
@@ -191,9 +201,10 @@ class FusionModel(nn.Module):
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
                       ratio_ids: Tensor | None = None, positions: Tensor | None = None,
-                      cache: FusionCache | None = None) -> Tensor:
-        """The final-normed hidden states [B, T, dim]."""
-        h = self.embed(tokens)
+                      cache: FusionCache | None = None, embeds: Tensor | None = None) -> Tensor:
+        """The final-normed hidden states [B, T, dim]. `embeds` [B, T, dim] replaces the token
+        embeddings (a wrapper that splices speech into them, `adapters.multimodal`)."""
+        h = self.embed(tokens) if embeds is None else embeds
         text_cache = cache.text if cache is not None else None
         ctx = self.text_model.attention_context(h, positions=positions, cache=text_cache)
         image = self.image_attention(tokens, images, ratio_ids, cache, h.dtype)
@@ -247,8 +258,14 @@ def build_fusion_model(lm: Transformer, vision: VisionConfig,
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
     return FusionModel(lm, build_encoder(vision), VisionProjection(vision.output_dim, c.dim),
-                       blocks, config.n_new_tokens)
+                       blocks, config)
+
+
+def from_spec(spec: dict) -> FusionModel:
+    """An untrained fused model of the shape `FusionModel.spec()` describes."""
+    lm = Transformer(TextConfig.from_dict(spec["text"]))
+    return build_fusion_model(lm, VisionConfig.from_dict(spec["vision"]), FusionConfig(**spec["fusion"]))
 
 
 __all__ = ["FusionConfig", "FusionModel", "FusionCache", "ImageSpans", "FUSION_MODULES",
-           "fusion_schedule", "image_attendance", "build_fusion_model"]
+           "fusion_schedule", "image_attendance", "build_fusion_model", "from_spec"]

@@ -22,6 +22,13 @@ def vision_adapter_policy(model: FusionModel) -> set[str]:
     return set(model.fusion_params())
 
 
+def video_adapter_policy(model: nn.Module) -> set[str]:
+    """`video-adapter`: the LM and the whole image path (encoder, projection, image blocks, new
+    token rows) stay frozen; the temporal aggregator and the video cross-attention blocks train
+    (the video parameters of `adapters.video_fusion.VideoFusionModel`)."""
+    return set(model.video_params())
+
+
 def full_policy(model: nn.Module) -> set[str]:
     """Everything trains (`text-pretrain`, `vision-clip`)."""
     return {n for n, _ in model.named_parameters()}
@@ -39,7 +46,8 @@ def speech_adapter_policy(model: nn.Module) -> set[str]:
 
 
 POLICIES: dict[str, Policy] = {"vision-adapter": vision_adapter_policy,
-                               "speech-adapter": speech_adapter_policy, "speech-bestrq": full_policy,
+                               "speech-adapter": speech_adapter_policy,
+                               "video-adapter": video_adapter_policy, "speech-bestrq": full_policy,
                                "vision-clip": full_policy, "full": full_policy,
                                "frozen": frozen_policy}
 """Policies by stage name (and the two generic ones)."""
@@ -61,5 +69,5 @@ def trainable_names(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-__all__ = ["Policy", "POLICIES", "vision_adapter_policy", "speech_adapter_policy", "full_policy", "frozen_policy",
-           "apply_policy", "trainable_names"]
+__all__ = ["Policy", "POLICIES", "vision_adapter_policy", "video_adapter_policy", "speech_adapter_policy",
+           "full_policy", "frozen_policy", "apply_policy", "trainable_names"]

@@ -13,19 +13,30 @@ embedding (ids ≥ V come from `learnable_embedding`, the 8 new rows for ids V�
 
 Several spans may share a row and rows may hold none; spans are filled in row-major order by the
 utterances of `feats`, in order.
+
+Generation (docs/internals.md "Multimodal models"): `attach_speech(cache, feats, feat_lengths)`
+encodes the prompt's audio into a fresh cache, and the prompt's spans read it when the prompt runs:
+
+    generate(fused, [prompt], attach=lambda c: fused.attach_speech(c, feats, feat_lengths))
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from adapters.speech_adapter import SpeechAdapter, build_speech_adapter
 from adapters.text_loading import adapter_keys, load_text_state_dict
-from speech.config import SpeechConfig
+from speech.config import ConformerConfig, SpeechAdapterConfig, SpeechConfig
+from speech.ctc_probe import CTCProbe
 from speech.encoder import ConformerEncoder, build_encoder
 from text.attention import KVCache
-from text.model import Transformer
+from text.config import TextConfig
+from text.model import Transformer, tie_output_to_embeddings
 
 N_EXTRA_TOKENS = 8
 """New embedding rows for ids V … V+7 (`<|image|>`, `<|video|>`, speech start/end, 4 reserved)."""
@@ -71,8 +82,26 @@ def splice_speech(embeds: Tensor, tokens: Tensor, speech: Tensor, lengths: Tenso
     return embeds.index_put((rows, cols), frames.to(embeds.dtype))
 
 
-SPEECH_FUSION_MODULES = ("learnable_embedding", "speech_encoder", "speech_adapter")
+SPEECH_FUSION_MODULES = ("learnable_embedding", "speech_encoder", "speech_adapter", "ctc_head")
 """Top-level submodules that belong to the speech path (everything else is the LM)."""
+
+
+@dataclass
+class SpeechCache:
+    """Decoding state: the LM's KV cache plus the prompt's attached speech (adapter outputs
+    [N, S, dim] and lengths [N]) until the prompt's spans have consumed it."""
+
+    text: KVCache
+    speech: Tensor | None = None
+    speech_lengths: Tensor | None = None
+
+    def mark_padding(self, pad: Tensor) -> None:
+        """Left-padding slots of the prompt, as `text.attention.KVCache.mark_padding`."""
+        self.text.mark_padding(pad)
+
+    @property
+    def filled(self) -> int:
+        return self.text.filled
 
 
 class SpeechFusion(nn.Module):
@@ -84,7 +113,8 @@ class SpeechFusion(nn.Module):
     `learnable_embedding` (rows for ids V … V+7, the same rows the image fusion uses).
     """
 
-    def __init__(self, lm: Transformer, encoder: ConformerEncoder, adapter: SpeechAdapter):
+    def __init__(self, lm: Transformer, encoder: ConformerEncoder, adapter: SpeechAdapter,
+                 ctc_head: CTCProbe | None = None):
         super().__init__()
         self.config = lm.config
         # Unregistered: its modules are registered below under their own names.
@@ -92,10 +122,21 @@ class SpeechFusion(nn.Module):
         self.tok_embeddings, self.layers, self.norm, self.output = (
             lm.tok_embeddings, lm.layers, lm.norm, lm.output)
         self.rope = lm.rope
+        if lm.config.tie_embeddings:  # store the shared table once, exactly as the LM does
+            tie_output_to_embeddings(self)
         self.learnable_embedding = nn.Embedding(N_EXTRA_TOKENS, lm.config.dim)
         nn.init.normal_(self.learnable_embedding.weight, std=0.02)  # the LM's embedding init
         self.speech_encoder, self.speech_adapter = encoder, adapter
+        # Optional auxiliary character CTC head on the encoder frames (training aid only).
+        self.ctc_head = ctc_head
         self.vocab_size = lm.config.vocab_size
+
+    def spec(self) -> dict[str, Any]:
+        """How to rebuild this model (meta.json `model`; `from_spec` is the inverse)."""
+        speech = {"encoder": self.speech_encoder.config, "adapter": self.speech_adapter.config}
+        return {"arch": "llama3-speech", "text": self.config.to_dict(),
+                "speech": {k: dataclasses.asdict(v) for k, v in speech.items()},
+                "ctc_head": self.ctc_head is not None}
 
     # --- parameters and checkpoints -------------------------------------------------------
     def fusion_params(self) -> dict[str, nn.Parameter]:
@@ -130,24 +171,55 @@ class SpeechFusion(nn.Module):
         """The LM input embeddings [B, T, dim] with adapter outputs spliced into the spans."""
         return splice_speech(self.embed_tokens(tokens), tokens, speech, speech_lengths, self.vocab_size)
 
-    def forward(self, tokens: Tensor, feats: Tensor, feat_lengths: Tensor, *,
-                positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+    def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype | None = None) -> SpeechCache:
+        """An empty cache for `batch` rows of up to `max_len` tokens (speech is attached separately)."""
+        return SpeechCache(self.text_model.new_cache(batch, max_len, dtype=dtype))
+
+    def attach_speech(self, cache: SpeechCache, feats: Tensor, feat_lengths: Tensor) -> None:
+        """Encode the prompt's audio (log-mel [N, T, n_mels], lengths [N]) into an empty cache; the
+        prompt's spans, `speech_span(n_i, V)` with n = `speech_lengths(feat_lengths)`, receive it."""
+        if cache.filled:
+            raise ValueError("attach speech before the prompt is run through the cache")
+        cache.speech, cache.speech_lengths = self.encode_speech(feats, feat_lengths)
+
+    def forward(self, tokens: Tensor, feats: Tensor | None = None, feat_lengths: Tensor | None = None, *,
+                positions: Tensor | None = None, cache: SpeechCache | None = None) -> Tensor:
         """tokens [B, T] with speech spans, log-mel [N, T_a, n_mels] + lengths [N] → logits [B, T, V].
 
-        With a `cache` (from `text_model.new_cache`) this is the prefill of greedy transcription;
-        the text tokens that follow are decoded by `text_model(next_tokens, cache=cache)`.
-        """
-        embeds = self.embed(tokens, *self.encode_speech(feats, feat_lengths))
-        return self.text_model(embeds=embeds, positions=positions, cache=cache)
+        Without `feats` the spans read the speech attached to `cache` (generation)."""
+        return self.output(self.hidden_states(tokens, feats, feat_lengths, positions=positions, cache=cache))
+
+    def hidden_states(self, tokens: Tensor, feats: Tensor | None = None, feat_lengths: Tensor | None = None,
+                      *, positions: Tensor | None = None, cache: SpeechCache | None = None) -> Tensor:
+        """The final-normed hidden states [B, T, dim] that `output` maps to logits."""
+        embeds = self.embed_tokens(tokens)
+        if feats is not None:
+            embeds = splice_speech(embeds, tokens, *self.encode_speech(feats, feat_lengths), self.vocab_size)
+        elif cache is not None and cache.speech is not None:
+            embeds = splice_speech(embeds, tokens, cache.speech, cache.speech_lengths, self.vocab_size)
+            cache.speech = cache.speech_lengths = None  # consumed by the prompt
+        elif bool(speech_positions(tokens, self.vocab_size).any()):
+            raise ValueError("tokens hold a speech span but no audio was given (feats or attach_speech)")
+        return self.text_model.hidden_states(embeds=embeds, positions=positions,
+                                             cache=cache.text if cache is not None else None)
 
 
-def build_speech_fusion(lm: Transformer, config: SpeechConfig) -> SpeechFusion:
-    """Wrap `lm` with a fresh encoder and adapter for the speech preset `config`."""
+def build_speech_fusion(lm: Transformer, config: SpeechConfig, *, ctc_head: bool = False) -> SpeechFusion:
+    """Wrap `lm` with a fresh encoder and adapter for the speech preset `config` (and, with
+    `ctc_head`, a linear character-CTC head on the encoder frames)."""
     encoder = build_encoder(config.encoder)
     adapter = build_speech_adapter(config.adapter, enc_dim=config.encoder.dim, lm_dim=lm.config.dim)
-    return SpeechFusion(lm, encoder, adapter)
+    return SpeechFusion(lm, encoder, adapter, CTCProbe(config.encoder.dim) if ctc_head else None)
+
+
+def from_spec(spec: dict[str, Any]) -> SpeechFusion:
+    """An untrained speech fusion of the shape `SpeechFusion.spec()` describes."""
+    lm = Transformer(TextConfig.from_dict(spec["text"]))
+    speech = SpeechConfig(encoder=ConformerConfig(**spec["speech"]["encoder"]),
+                          adapter=SpeechAdapterConfig(**spec["speech"]["adapter"]))
+    return build_speech_fusion(lm, speech, ctc_head=bool(spec.get("ctc_head", False)))
 
 
 __all__ = ["N_EXTRA_TOKENS", "SPEECH_FUSION_MODULES", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET",
-           "speech_token_ids", "speech_span", "speech_positions", "splice_speech", "SpeechFusion",
-           "build_speech_fusion"]
+           "speech_token_ids", "speech_span", "speech_positions", "splice_speech", "SpeechCache",
+           "SpeechFusion", "build_speech_fusion", "from_spec"]

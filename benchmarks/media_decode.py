@@ -5,8 +5,9 @@
 Clips, images and audio are made in memory (H.264 clips like `herd data build video` writes,
 PNGs, FLAC/WAV) unless `--shards` points at a folder holding built `images/`, `video/` and
 `speech/` shard sets, whose first samples are then used. decord and PyAV decode exactly the same
-bytes to the same sampled frames (`data.media`'s two paths); they run alternately in one
-process so load from other processes hits both alike; each figure is the median over rounds.
+bytes to the same sampled frames (`video.frames.read_frames`, backend decord or pyav); they run
+alternately in one process so load from other processes hits both alike; each figure is the
+median over rounds.
 Decoding runs on one torch thread, as it does inside DataLoader workers.
 """
 
@@ -60,16 +61,15 @@ def timed(fn, items, rounds: int) -> float:
 
 
 def bench_video(clips: dict[str, list[bytes]], num_frames: int, rounds: int) -> None:
-    import data.media as media
+    from video.frames import read_frames
 
     print(f"\nvideo: frames/s decoding {num_frames} uniformly sampled frames per clip (median of {rounds})")
     print(f"{'clips':28s} {'decord':>10s} {'PyAV':>10s} {'decord/PyAV':>12s}")
-    limit = 1 << 40
     for name, items in clips.items():
         dec, pyav = [], []
         for _ in range(rounds):  # alternate so both see the same background load
-            dec.append(timed(lambda b: media._decode_decord(b, num_frames, limit), items, 1))
-            pyav.append(timed(lambda b: media._decode_pyav_video(b, num_frames, limit), items, 1))
+            dec.append(timed(lambda b: read_frames(b, num_frames, backend="decord"), items, 1))
+            pyav.append(timed(lambda b: read_frames(b, num_frames, backend="pyav"), items, 1))
         fps_d = len(items) * num_frames / statistics.median(dec)
         fps_p = len(items) * num_frames / statistics.median(pyav)
         print(f"{name:28s} {fps_d:10.0f} {fps_p:10.0f} {fps_d / fps_p:11.2f}x")

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-BUILD_KINDS = ("text", "chat", "images", "video", "speech")
+BUILD_KINDS = ("text", "chat", "images", "video", "speech", "guard")
 """`chat`: SFT dialogues and DPO preference pairs built from the text corpora (data/build_chat.py)."""
 
 

@@ -1,11 +1,13 @@
-"""The main job (`make demo`): real data → shards → tokenizer → tiny Llama 3 LM → generation.
+"""The main job (`make demo`): real data → shards → every stage at the `tiny` preset → evals →
+one multimodal checkpoint → a scripted chat → `runs/demo/report.md` (+ .html).
 
-One readable pipeline of `herd` commands. Every step is also runnable alone (the command is
-printed). Re-running skips finished steps (each step's output is checked, not trusted blindly:
-a checkpoint must load, a shard folder must have its manifest) and resumes an interrupted
-training run from its latest checkpoint.
+One readable pipeline of `herd` commands; each step prints the command it runs, so any step can
+be re-run alone. Re-running skips finished steps — their outputs are checked, not trusted: a
+training stage is done when its latest checkpoint rebuilds through `train.models.load_model` and
+says `finished`, an eval when its scores.json is newer than the checkpoint it scored — and resumes
+an interrupted training stage from its latest checkpoint.
 
-    python scripts/demo.py [--run-dir runs/demo] [--cache ~/.cache/herd] [--minutes-pretrain 8]
+    python scripts/demo.py [--run-dir runs/demo] [--cache ~/.cache/herd] [--only text,vision,…]
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 HERD = [sys.executable, "-m", "herd"]
+GROUPS = ("text", "vision", "video", "speech", "guard", "final")
 
 
 @dataclass
 class Step:
+    group: str
     name: str
     command: list[str]
     done: Callable[[], bool]
@@ -34,108 +38,219 @@ class Step:
     """Rough wall time on 2 cores, for the overall ETA."""
 
 
+# --- "is this step finished?" -------------------------------------------------------------------
+
 def has_manifest(folder: Path) -> Callable[[], bool]:
     return lambda: (folder / "manifest.json").is_file()
 
 
-def checkpoint_loads(run: Path, final_step: int | None = None) -> Callable[[], bool]:
-    """A finished training stage: its latest checkpoint loads and (if given) reached final_step."""
+def latest_checkpoint(run: Path) -> Path | None:
+    pointer = run / "checkpoints" / "latest"
+    return run / "checkpoints" / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def checkpoint_loads(run: Path) -> Callable[[], bool]:
+    """A finished stage: its latest checkpoint says finished and rebuilds with its tensors."""
 
     def check() -> bool:
-        latest = run / "checkpoints" / "latest"
-        if not latest.is_file():
-            return False
-        ckpt = run / "checkpoints" / latest.read_text().strip()
+        ckpt = latest_checkpoint(run) if (run / "checkpoints").is_dir() else run
         try:
-            meta = json.loads((ckpt / "meta.json").read_text())
-            from train.checkpoint import load_text_model
+            from train.models import load_model
 
-            load_text_model(ckpt)
+            _, meta = load_model(ckpt)
         except Exception:  # noqa: BLE001 - anything unreadable means "run the step again"
             return False
-        return bool(meta.get("finished")) and (final_step is None or meta.get("step") == final_step)
+        return bool(meta.get("finished", True))
 
     return check
 
 
-def latest_checkpoint(run: Path) -> Path:
-    return run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+def scored_after(out: Path, run: Path) -> Callable[[], bool]:
+    """An eval is done when its scores.json is newer than the checkpoint it evaluates."""
 
+    def check() -> bool:
+        ckpt = latest_checkpoint(run) if (run / "checkpoints").is_dir() else run
+        scores = out / "scores.json"
+        return (ckpt is not None and scores.is_file() and (ckpt / "meta.json").is_file()
+                and scores.stat().st_mtime > (ckpt / "meta.json").stat().st_mtime)
+
+    return check
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
-    run, cache = args.run_dir, args.cache
-    text_shards, tok = run / "data" / "text", run / "tokenizer"
-    chat_shards = run / "data" / "chat"
-    pretrain, sft = run / "text_pretrain", run / "text_sft"
+    run, cache, data = args.run_dir, args.cache, args.run_dir / "data"
+    tok = run / "tokenizer"
+    ev = run / "eval"
+
+    def train(stage: str, *overrides: str) -> list[str]:
+        folder = run / stage.replace("-", "_")
+        return [*HERD, "train", stage, "--config", f"configs/tiny/{stage.replace('-', '_')}.toml",
+                f"--run.dir={folder}", *overrides, "--resume", "auto"]
+
+    def build(kind: str) -> list[str]:
+        return [*HERD, "data", "build", kind, "--out", str(data / kind), "--preset", "tiny", "--cache", str(cache)]
+
+    def evaluate(task: str, stage: str, *extra: str) -> list[str]:
+        return [*HERD, "eval", task, "--checkpoint", str(run / stage), "--out", str(ev / task), *extra]
+
+    final = run / "final"
     return [
-        Step("fetch text corpora", [*HERD, "data", "fetch", "--only", "text", "--cache", str(cache)],
-             lambda: (cache / "manifest.json").is_file() and "janeaustenr" in (cache / "manifest.json").read_text(),
-             30),
-        Step("build text shards", [*HERD, "data", "build", "text", "--out", str(text_shards), "--preset", "tiny",
-                                   "--cache", str(cache)], has_manifest(text_shards), 30),
-        Step("train tokenizer", [*HERD, "tokenizer", "train", "--input", str(text_shards / "train-*.tar"),
-                                 "--vocab-size", "8192", "--out", str(tok)],
+        # text: pretrain → SFT (llama3-spec §1)
+        Step("text", "fetch text corpora", [*HERD, "data", "fetch", "--only", "text", "--cache", str(cache)],
+             lambda: (cache / "manifest.json").is_file() and "janeaustenr" in (cache / "manifest.json").read_text(), 30),
+        Step("text", "build text shards", build("text"), has_manifest(data / "text"), 30),
+        Step("text", "train tokenizer", [*HERD, "tokenizer", "train", "--input", str(data / "text" / "train-*.tar"),
+                                         "--vocab-size", "8192", "--out", str(tok)],
              lambda: (tok / "tokenizer.json").is_file(), 40),
-        Step("text-pretrain", [*HERD, "train", "text-pretrain", "--config", "configs/tiny/text_pretrain.toml",
-                               f"--run.dir={pretrain}", f"--data.shards={text_shards}",
-                               f"--data.tokenizer={tok / 'tokenizer.json'}",
-                               f"--run.max_minutes={args.minutes_pretrain}", "--resume", "auto"],
-             checkpoint_loads(pretrain), args.minutes_pretrain * 60 + 30),
-        Step("build chat data", [*HERD, "data", "build", "chat", "--out", str(chat_shards), "--preset", "tiny",
-                                 "--cache", str(cache)], has_manifest(chat_shards), 20),
-        Step("text-sft", [*HERD, "train", "text-sft", "--config", "configs/tiny/text_sft.toml",
-                          f"--run.dir={sft}", f"--data.shards={chat_shards}",
-                          f"--model.init={pretrain / 'checkpoints' / 'latest'}", "--resume", "auto"],
-             checkpoint_loads(sft), 150),
+        Step("text", "text-pretrain", train("text-pretrain", f"--data.shards={data / 'text'}",
+                                            f"--data.tokenizer={tok / 'tokenizer.json'}",
+                                            f"--run.max_minutes={args.minutes_pretrain}"),
+             checkpoint_loads(run / "text_pretrain"), args.minutes_pretrain * 60 + 30),
+        Step("text", "build chat data", build("chat"), has_manifest(data / "chat"), 20),
+        Step("text", "text-sft", train("text-sft", f"--data.shards={data / 'chat'}",
+                                       f"--model.init={run / 'text_pretrain'}"),
+             checkpoint_loads(run / "text_sft"), 150),
+        Step("text", "eval text", evaluate("text", "text_sft", "--shards", str(data / "text"), "--split", "validation",
+                                           "--limit", "200"),
+             scored_after(ev / "text", run / "text_sft"), 30),
+        # images: CLIP pretraining → cross-attention adapter on the frozen LM (§3, §7)
+        Step("vision", "fetch media sources", [*HERD, "data", "fetch", "--only", "images,video,speech",
+                                                "--cache", str(cache)],
+             lambda: (cache / "manifest.json").is_file() and "espeak" in (cache / "manifest.json").read_text(), 60),
+        Step("vision", "build image shards", build("images"), has_manifest(data / "images"), 90),
+        Step("vision", "vision-clip", train("vision-clip", f"--data.shards={data / 'images'}",
+                                           f"--data.tokenizer={tok / 'tokenizer.json'}"),
+             checkpoint_loads(run / "vision_clip"), 150),
+        Step("vision", "vision-adapter", train("vision-adapter", f"--data.shards={data / 'images'}",
+                                               f"--model.init={run / 'text_sft'}",
+                                               f"--vision.encoder_init={run / 'vision_clip'}"),
+             checkpoint_loads(run / "vision_adapter"), 420),
+        Step("vision", "eval caption", evaluate("caption", "vision_adapter", "--shards", str(data / "images"),
+                                                "--split", "test"),
+             scored_after(ev / "caption", run / "vision_adapter"), 60),
+        # video: temporal aggregator + video cross-attention (§4)
+        Step("video", "build video shards", build("video"), has_manifest(data / "video"), 90),
+        Step("video", "video-adapter", train("video-adapter", f"--data.shards={data / 'video'}",
+                                             f"--model.init={run / 'vision_adapter'}"),
+             checkpoint_loads(run / "video_adapter"), 420),
+        Step("video", "eval video", evaluate("video", "video_adapter", "--shards", str(data / "video"),
+                                             "--split", "test"),
+             scored_after(ev / "video", run / "video_adapter"), 60),
+        # speech: BEST-RQ → speech adapter into the frozen LM (§5)
+        Step("speech", "build speech shards", build("speech"), has_manifest(data / "speech"), 120),
+        Step("speech", "speech-bestrq", train("speech-bestrq", f"--data.shards={data / 'speech'}"),
+             checkpoint_loads(run / "speech_bestrq"), 240),
+        Step("speech", "speech-adapter", train("speech-adapter", f"--data.shards={data / 'speech'}",
+                                               f"--model.init={run / 'text_sft'}",
+                                               f"--speech.encoder_init={run / 'speech_bestrq'}"),
+             checkpoint_loads(run / "speech_adapter"), 480),
+        Step("speech", "eval asr", evaluate("asr", "speech_adapter", "--shards", str(data / "speech"), "--split", "test"),
+             scored_after(ev / "asr", run / "speech_adapter"), 60),
+        # safety guard: the LM finetuned as a Llama Guard 3 style classifier
+        Step("guard", "build guard data", build("guard"), has_manifest(data / "guard"), 20),
+        Step("guard", "guard training", train("text-sft", f"--data.shards={data / 'guard'}",
+                                              f"--model.init={run / 'text_sft'}", f"--run.dir={run / 'guard'}",
+                                              "--config", "configs/tiny/guard_sft.toml"),
+             checkpoint_loads(run / "guard"), 150),
+        Step("guard", "eval guard", evaluate("guard", "guard", "--shards", str(data / "guard"), "--split", "test"),
+             scored_after(ev / "guard", run / "guard"), 30),
+        # one checkpoint with every component, then chat with it
+        Step("final", "assemble final checkpoint",
+             [*HERD, "assemble", "--out", str(final), "--video", str(run / "video_adapter"),
+              "--speech", str(run / "speech_adapter")],
+             checkpoint_loads(final), 10),
     ]
 
 
-def run_pipeline(steps: list[Step]) -> dict[str, float]:
+def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
     remaining = sum(s.estimate_s for s in steps)
-    timings: dict[str, float] = {}
+    timings_file = run_dir / "timings.json"
+    timings = json.loads(timings_file.read_text()).get("steps", {}) if timings_file.is_file() else {}
     start = time.time()
     for i, step in enumerate(steps, 1):
-        prefix = f"[{i}/{len(steps)}] {step.name}"
+        prefix = f"[{i}/{len(steps)} {step.group}] {step.name}"
         if step.done():
             print(f"{prefix}: done already, skipped", flush=True)
             remaining -= step.estimate_s
             continue
-        print(f"{prefix}: running (overall ETA ~{remaining / 60:.0f} min)\n  $ {shlex.join(step.command)}", flush=True)
+        print(f"{prefix}: running (overall ETA ~{remaining / 60:.0f} min)\n  $ {shlex.join(step.command)}",
+              flush=True)
         t0 = time.time()
         result = subprocess.run(step.command, cwd=ROOT)
-        timings[step.name] = time.time() - t0
+        timings[step.name] = timings.get(step.name, 0.0) + time.time() - t0  # a resumed step adds up
+        run_dir.mkdir(parents=True, exist_ok=True)
+        timings_file.write_text(json.dumps({"steps": timings, "total_s": sum(timings.values())}, indent=2))
         if result.returncode != 0:
             raise SystemExit(f"demo: step '{step.name}' failed (exit {result.returncode}); "
                              f"fix it and re-run `make demo` to resume")
         remaining -= step.estimate_s
-        print(f"{prefix}: finished in {timings[step.name]:.0f} s", flush=True)
+        print(f"{prefix}: finished in {time.time() - t0:.0f} s", flush=True)
     print(f"pipeline finished in {(time.time() - start) / 60:.1f} min", flush=True)
     return timings
 
 
-def sample(run: Path) -> None:
-    """Show what the trained models say."""
-    pretrain, sft = run / "text_pretrain", run / "text_sft"
-    print("\n--- text-pretrain sample ---", flush=True)
-    subprocess.run([*HERD, "generate", "--checkpoint", str(latest_checkpoint(pretrain)), "--prompt",
-                    "It is a truth universally acknowledged", "--max-new-tokens", "60", "--greedy"],
-                   cwd=ROOT, check=True)
-    if (sft / "checkpoints" / "latest").is_file():
-        for prompt in ("Repeat after me: the cat sat on the mat.", "What does harbour mean?"):
-            print("\n--- text-sft chat ---", flush=True)
-            subprocess.run([*HERD, "generate", "--chat", "--checkpoint", str(latest_checkpoint(sft)),
-                            "--prompt", prompt, "--max-new-tokens", "40", "--greedy"], cwd=ROOT, check=True)
+# --- the scripted chat ----------------------------------------------------------------------------
+
+CHAT_TURNS = (("image", "images", "png", "Describe the image."),
+              ("video", "video", "mp4", "What happens in the video?"),
+              ("audio", "speech", "flac", "Repeat after me in English:"),
+              (None, None, None, "What does garden mean?"))
+"""(media flag, shard folder, file key, prompt) of each turn: held-out test samples of each kind."""
+
+
+def first_test_sample(shards: Path, key: str, out_dir: Path) -> tuple[Path, str]:
+    """Write the first test-split sample's media file; return (path, its reference text)."""
+    from data.shards import ShardReader, split_shards
+
+    sample = next(iter(ShardReader(split_shards(shards, "test"), shuffle=False, epochs=1)))
+    meta = json.loads(sample["json"])
+    path = out_dir / f"{Path(sample['__key__']).name}.{key}"
+    path.write_bytes(sample[key])
+    reference = meta.get("text") or (meta.get("captions") or [""])[0]
+    return path, reference
+
+
+def scripted_chat(run: Path) -> None:
+    """One-shot `herd chat` turns with `final` on held-out media; saved to chat/transcript.json."""
+    out = run / "chat"
+    (out / "media").mkdir(parents=True, exist_ok=True)
+    turns = []
+    for flag, folder, key, prompt in CHAT_TURNS:
+        command = [*HERD, "chat", "--checkpoint", str(run / "final"), "--prompt", prompt, "--json",
+                   "--max-new-tokens", "40"]
+        turn = {"prompt": prompt, "media": flag}
+        if flag is not None:
+            turn["path"], turn["expected"] = first_test_sample(run / "data" / folder, key, out / "media")
+            command += [f"--{flag}", str(turn["path"])]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            turn["answer"] = f"(chat failed: {result.stderr.strip().splitlines()[-1:]})"
+        else:
+            reply = json.loads(result.stdout)
+            turn.update(answer=reply.get("answer", ""), timing={k: v for k, v in reply.items() if k != "answer"})
+        turns.append({k: str(v) if isinstance(v, Path) else v for k, v in turn.items()})
+        print(f"\nuser{f' [{flag}]' if flag else ''}: {prompt}\nherd: {turn['answer']}"
+              + (f"\n(reference: {turn['expected']})" if turn.get("expected") else ""), flush=True)
+    (out / "transcript.json").write_text(json.dumps({"checkpoint": str(run / "final"), "turns": turns}, indent=2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("HERD_CACHE", Path.home() / ".cache" / "herd")))
-    parser.add_argument("--minutes-pretrain", type=float, default=10.0)
+    parser.add_argument("--minutes-pretrain", type=float, default=9.0)
+    parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    run_pipeline(build_steps(args))
-    sample(args.run_dir)
+    groups = set(args.only.split(","))
+    run_pipeline([s for s in build_steps(args) if s.group in groups], args.run_dir)
+    if "final" in groups:
+        scripted_chat(args.run_dir)
+    from eval.report import write_report
+
+    print(f"report → {write_report(args.run_dir)}", flush=True)
 
 
 if __name__ == "__main__":

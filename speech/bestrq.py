@@ -17,16 +17,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speech.attention import padding_mask
-from speech.config import BestRQConfig
-from speech.encoder import ConformerEncoder, stack_frames
+from speech.config import BestRQConfig, ConformerConfig
+from speech.encoder import ConformerEncoder, build_encoder, stack_frames
 
 
 def span_mask(lengths: Tensor, max_len: int, span: int, prob: float,
@@ -140,6 +142,11 @@ class BestRQ(nn.Module):
         self.encoder, self.quantizer, self.head = encoder, quantizer, head
         self.config = config
 
+    def spec(self) -> dict[str, Any]:
+        """How to rebuild this model (meta.json `model`; `from_spec` is the inverse)."""
+        return {"arch": "bestrq", "encoder": dataclasses.asdict(self.encoder.config),
+                "bestrq": dataclasses.asdict(self.config)}
+
     def mask_input(self, feats: Tensor, lengths: Tensor,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Replace spans of input frames by noise → (masked feats, input-frame mask [B, T])."""
@@ -173,5 +180,11 @@ def build_bestrq(encoder: ConformerEncoder, config: BestRQConfig) -> BestRQ:
     return BestRQ(encoder, quantizer, head, config)
 
 
+def from_spec(spec: dict[str, Any]) -> BestRQ:
+    """An untrained BEST-RQ model of the shape `BestRQ.spec()` describes (the quantizer is rebuilt
+    from its seed, and the checkpoint's copy must match it bit for bit on a strict load)."""
+    return build_bestrq(build_encoder(ConformerConfig(**spec["encoder"])), BestRQConfig(**spec["bestrq"]))
+
+
 __all__ = ["span_mask", "frames_mask", "tensor_checksum", "RandomProjectionQuantizer",
-           "BestRQOutput", "bestrq_loss", "masked_accuracy", "BestRQ", "build_bestrq"]
+           "BestRQOutput", "bestrq_loss", "masked_accuracy", "BestRQ", "build_bestrq", "from_spec"]

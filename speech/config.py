@@ -5,7 +5,7 @@ the Conformer encoder, the BEST-RQ pretraining targets and the speech adapter in
 
     cfg = create_config("tiny")            # runs on a laptop CPU in seconds
     cfg = create_config("1B")              # the paper's encoder: 24 × 1536, FFN 4096, 24 heads
-    list_presets()                          # ['tiny', 'small', 'base', '1B']
+    list_presets()                          # ['tiny', 'small', 'base', '1B', 'micro']
 """
 
 from __future__ import annotations
@@ -202,6 +202,12 @@ PRESETS: dict[str, SpeechConfig] = {
     "1B": SpeechConfig(
         encoder=ConformerConfig(dim=1536, n_layers=24, n_heads=24, ffn_dim=4096, conv_kernel=7),
         adapter=SpeechAdapterConfig(dim=3072, n_heads=24, ffn_dim=4096),
+    ),
+    # ~30K: stage smoke tests only (milliseconds per step).
+    "micro": SpeechConfig(
+        encoder=ConformerConfig(dim=32, n_layers=1, n_heads=4, ffn_dim=64, conv_kernel=3),
+        adapter=SpeechAdapterConfig(dim=32, n_heads=4, ffn_dim=64),
+        bestrq=BestRQConfig(mask_span=4, mask_prob=0.1, n_codebooks=2, codebook_size=64),
     ),
 }
 

@@ -16,6 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--preset", default="tiny", help="text preset: tiny, small, 8B, 70B, 405B")
     info.add_argument("--tokens", type=float, default=None, help="training tokens, for the FLOP count")
     info.add_argument("--seq-len", type=int, default=8192, help="sequence length of the attention term")
+    info.add_argument("--vision", metavar="PRESET", default=None,
+                      help="also count an image-encoder preset's parameters (vision/config.py: tiny … vit-h-14)")
+    info.add_argument("--speech", metavar="PRESET", default=None,
+                      help="also count a speech preset's Conformer encoder and adapter (speech/config.py)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_model_info)
 
@@ -68,6 +72,10 @@ def _model_info(args: argparse.Namespace) -> int:
     if args.tokens:
         info["tokens"] = args.tokens
         info["training_flops"] = training_flops(config, args.tokens, args.seq_len)
+    if args.vision:
+        info["vision"] = _vision_counts(args.vision)
+    if args.speech:
+        info["speech"] = _speech_counts(args.speech, config.dim)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -79,7 +87,44 @@ def _model_info(args: argparse.Namespace) -> int:
     if args.tokens:
         print(f"training FLOPs    {info['training_flops']:.3e}  ({args.tokens:.3g} tokens at seq {args.seq_len}; "
               "6·N·D + attention)")
+    if args.vision:
+        v = info["vision"]
+        print(f"vision {args.vision:<10} {v['total']:,} encoder parameters  (ViT {v['local']:,} + gated global "
+              f"layers and tile embeddings {v['gated']:,}; features per token {v['output_dim']:,})")
+    if args.speech:
+        sp = info["speech"]
+        print(f"speech {args.speech:<10} {sp['encoder']:,} Conformer encoder parameters  "
+              f"(+ adapter into dim {config.dim}: {sp['adapter']:,})")
     return 0
+
+
+def _vision_counts(preset: str) -> dict[str, int]:
+    """Parameter counts of an image-encoder preset, built on the meta device (allocates nothing)."""
+    import torch
+
+    from vision.config import create_config
+    from vision.encoder import build_encoder, parameter_counts
+
+    config = create_config(preset)
+    with torch.device("meta"):
+        counts = parameter_counts(build_encoder(config))
+    return {**counts, "output_dim": config.output_dim}
+
+
+def _speech_counts(preset: str, lm_dim: int) -> dict[str, int]:
+    """Parameter counts of a speech preset's Conformer encoder and of its adapter into `lm_dim`."""
+    import torch
+
+    from adapters.speech_adapter import build_speech_adapter
+    from speech.config import create_config
+    from speech.encoder import build_encoder
+
+    config = create_config(preset)
+    with torch.device("meta"):
+        encoder = build_encoder(config.encoder)
+        adapter = build_speech_adapter(config.adapter, enc_dim=encoder.dim, lm_dim=lm_dim)
+    return {"encoder": sum(p.numel() for p in encoder.parameters()),
+            "adapter": sum(p.numel() for p in adapter.parameters())}
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a stage (text-pretrain, text-sft, text-dpo, …)",
                                    description="Train one stage; options come from its typed config.")
     add_stage_parsers(parser.add_subparsers(dest="stage", metavar="STAGE", required=True))
+    from train.assemble import register_commands
+
+    register_commands(subparsers)
 
 
 def add_stage_parsers(stages: argparse._SubParsersAction) -> None:

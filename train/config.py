@@ -235,6 +235,10 @@ class ClipSection:
     """Layers of the small text tower."""
     context_length: int = 32
     """Caption tokens kept by the text tower."""
+    tile_size: int = 0
+    """Override the preset's tile side in pixels, a multiple of 14 (0 = the preset's)."""
+    max_tiles: int = 0
+    """Override the preset's most tiles per image (0 = the preset's)."""
 
 
 @dataclass(kw_only=True)
@@ -257,6 +261,14 @@ class VisionSection:
     """One gated cross-attention block per this many LM layers."""
     max_tiles: int = 0
     """Override the preset's most tiles per image (0 = the preset's)."""
+    tile_size: int = 0
+    """Override the preset's tile side in pixels, a multiple of 14 (0 = the preset's); with
+    encoder_init the encoder's shape comes from that checkpoint and both overrides must be 0."""
+    tasks: list[str] = field(default_factory=lambda: ["caption", "qa"])
+    """What each image sample is turned into: "caption" (the prompt below → one of its captions)
+    and/or "qa" (one of its question–answer pairs)."""
+    prompt: str = "Describe the image."
+    """The user prompt after `<|image|>` that asks for a caption (eval caption reuses it)."""
 
 
 @dataclass(kw_only=True)
@@ -272,9 +284,21 @@ class VideoSection:
     """The temporal aggregator and video cross-attention (llama3-spec §4)."""
 
     preset: str = "tiny"
-    """Video preset (video/config.py)."""
+    """Temporal-aggregator preset (video/config.py); its width is set to the LM's."""
     frames: int = 0
-    """Frames sampled uniformly per clip (0 = the preset's)."""
+    """Frames sampled uniformly per clip (0 = the preset's frames_per_group); clips with fewer
+    frames repeat frames, unreadable or 0-frame clips are skipped and counted."""
+    backend: str = "auto"
+    """Frame decoder: auto (decord, PyAV fallback), decord or pyav."""
+    prompts: list[str] = field(default_factory=lambda: ["Describe the motion.", "What happens in this video?"])
+    """User prompts after `<|video|>` (one per clip, chosen by its key); the reply is a caption.
+    `herd eval video` asks the first."""
+    image_preset: str = "tiny"
+    """Image-encoder preset of a random image path, used only when model.init is a text LM or
+    empty (development); a vision-adapter init brings its own."""
+    cache_features: bool = True
+    """Keep each clip's frozen frame features in memory after its first read, so later epochs
+    skip decoding and image encoding (~140 KB per tiny clip)."""
 
 
 @dataclass(kw_only=True)
@@ -291,6 +315,13 @@ class BestRQSection:
 
     preset: str = "tiny"
     """Speech preset (speech/config.py)."""
+    augment: bool = True
+    """Speed-perturb and band-limit the training audio (speech/augment.py)."""
+    probe_steps: int = 0
+    """At each evaluation, train a linear CTC probe this many steps on frozen features of the
+    encoder and of a randomly initialised twin, and report both CERs (0 = no probe)."""
+    probe_utterances: int = 256
+    """Training utterances the CTC probe learns from, and validation utterances it is scored on."""
 
 
 @dataclass(kw_only=True)
@@ -308,7 +339,18 @@ class SpeechSection:
     preset: str = "tiny"
     """Speech preset (speech/config.py)."""
     encoder_init: str = ""
-    """`speech-bestrq` checkpoint whose Conformer starts the adapter stage; empty = random."""
+    """`speech-bestrq` checkpoint whose Conformer starts the adapter stage (its encoder shape
+    replaces the preset's); empty = random."""
+    prompt: str = "Repeat after me in English:"
+    """User text before the speech span; the assistant's reply is the transcript."""
+    ctc_weight: float = 0.0
+    """Weight of an auxiliary character-CTC loss on the encoder frames (0 = no CTC head)."""
+    augment: bool = True
+    """Speed-perturb and band-limit the training audio, and SpecAugment its features."""
+    max_new_tokens: int = 64
+    """Longest transcript generated when validation measures WER."""
+    eval_wer_batches: int = 2
+    """Validation batches transcribed greedily for `val_wer` at each evaluation (0 = none)."""
 
 
 @dataclass(kw_only=True)

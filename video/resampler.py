@@ -7,8 +7,8 @@ Llama 3 internals are unpublished, so the layout is OpenFlamingo's `PerceiverRes
     out = aggregator(frames, frame_mask)            # frame_mask [B, F], True = real frame
     valid = aggregator.group_mask(frame_mask)       # [B, ceil(F/G)]: groups holding a real frame
 
-Inside one group of G = frames_per_group frames, a learned time embedding for the frame's
-position (0…G−1) is added to every token of that frame; the group's frames × tokens are
+Inside one group of G = frames_per_group frames, every frame token is LayerNormed and a learned
+time embedding for the frame's position (0…G−1) is added to it; the group's frames × tokens are
 flattened into one media sequence; n_latents learned queries attend to the concatenation of that
 sequence and themselves (LayerNorm on both) through `depth` attention + FFN residual layers; a
 final LayerNorm closes. Attention over keys is permutation-invariant, so the time embeddings are
@@ -88,12 +88,13 @@ class PerceiverResampler(nn.Module):
     """Resamples up to `max_frames` frames of tokens into `n_latents` tokens.
 
     Owns the learned latents [n_latents, D] and per-frame time embeddings [max_frames, D]; the
-    layers and the final norm are passed in (see `build_aggregator`).
+    input norm, the layers and the final norm are passed in (see `build_aggregator`).
     """
 
-    def __init__(self, *, layers: nn.ModuleList, norm: nn.Module, dim: int, n_latents: int,
-                 max_frames: int):
+    def __init__(self, *, input_norm: nn.Module, layers: nn.ModuleList, norm: nn.Module, dim: int,
+                 n_latents: int, max_frames: int):
         super().__init__()
+        self.input_norm = input_norm
         self.layers = layers
         self.norm = norm
         self.latents = nn.Parameter(torch.empty(n_latents, dim))
@@ -101,9 +102,12 @@ class PerceiverResampler(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Unit-variance latents and time embeddings as in the Flamingo references: the time
-        # signal starts at the scale of LayerNormed encoder features rather than near zero.
-        nn.init.normal_(self.latents)
+        # Unit-variance time embeddings as in the Flamingo references, added to LayerNormed frame
+        # tokens: frame order starts at the scale of the features whatever the encoder's output
+        # scale (the frozen encoders here output norms from ~0.6 to ~11). Small latents: the
+        # residual stream then starts from what the latents read from the frames, not from the
+        # latents themselves, so the output depends on the clip from the first step.
+        nn.init.normal_(self.latents, std=0.02)
         nn.init.normal_(self.time_embed)
 
     def forward(self, media: Tensor, frame_mask: Tensor | None = None) -> Tensor:
@@ -111,7 +115,7 @@ class PerceiverResampler(nn.Module):
         batch, n_frames, n_tokens, _ = media.shape
         if n_frames > self.time_embed.shape[0]:
             raise ValueError(f"{n_frames} frames exceed the {self.time_embed.shape[0]} time embeddings")
-        media = (media + self.time_embed[:n_frames, None, :]).flatten(1, 2)
+        media = (self.input_norm(media) + self.time_embed[:n_frames, None, :]).flatten(1, 2)
         media_mask = None
         if frame_mask is not None:
             media_mask = frame_mask.repeat_interleave(n_tokens, dim=1)
@@ -128,10 +132,12 @@ class TemporalAggregator(nn.Module):
     independently (folded into the batch). See the module docstring for partial groups and masks.
     """
 
-    def __init__(self, resampler: PerceiverResampler, frames_per_group: int):
+    def __init__(self, resampler: PerceiverResampler, frames_per_group: int,
+                 config: ResamplerConfig | None = None):
         super().__init__()
         self.resampler = resampler
         self.frames_per_group = frames_per_group
+        self.config = config  # what `build_aggregator` built it from; models describe themselves with it
 
     def n_groups(self, n_frames: int) -> int:
         return math.ceil(n_frames / self.frames_per_group)
@@ -165,10 +171,10 @@ def build_aggregator(config: ResamplerConfig) -> TemporalAggregator:
         )
         for _ in range(config.depth)
     )
-    resampler = PerceiverResampler(layers=layers, norm=nn.LayerNorm(config.dim, eps=config.norm_eps),
-                                   dim=config.dim, n_latents=config.n_latents,
-                                   max_frames=config.frames_per_group)
-    return TemporalAggregator(resampler, config.frames_per_group)
+    resampler = PerceiverResampler(input_norm=nn.LayerNorm(config.dim, eps=config.norm_eps), layers=layers,
+                                   norm=nn.LayerNorm(config.dim, eps=config.norm_eps), dim=config.dim,
+                                   n_latents=config.n_latents, max_frames=config.frames_per_group)
+    return TemporalAggregator(resampler, config.frames_per_group, config)
 
 
 __all__ = ["PerceiverAttention", "PerceiverLayer", "PerceiverResampler", "TemporalAggregator",

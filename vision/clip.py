@@ -3,6 +3,7 @@
     model = ClipModel(build_encoder(cfg), TextTower(vocab_size=…), embed_dim=64)
     loss = model.loss(pixels, ratio_ids, tokens)          # open_clip ClipLoss, learnable temperature
     recall = retrieval_recall(img_emb, txt_emb, txt_to_img)  # {"i2t_R@1": …, "i2t_R@5": …, …}
+    model = from_spec(model.spec())                       # arch "clip", as train.models rebuilds it
 
 The image embedding is the final-layer class token averaged over an image's real tiles, projected
 to `embed_dim`; the text embedding is a small causal Transformer's state at the last real token.
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch import Tensor, nn
 
-from vision.encoder import EncoderBlock, VisionEncoder
+from vision.config import VisionConfig
+from vision.encoder import EncoderBlock, VisionEncoder, build_encoder
 
 
 class TextTower(nn.Module):
@@ -29,6 +31,9 @@ class TextTower(nn.Module):
                  n_heads: int = 4, context_length: int = 64, pad_id: int = 0):
         super().__init__()
         self.pad_id = pad_id
+        self.settings = {"vocab_size": vocab_size, "embed_dim": embed_dim, "width": width, "n_layers": n_layers,
+                         "n_heads": n_heads, "context_length": context_length, "pad_id": pad_id}
+        """The constructor's arguments: what `ClipModel.spec()` records to rebuild the tower."""
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.position_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
         self.layers = nn.ModuleList(EncoderBlock(width, n_heads, 4 * width, 1e-5)
@@ -59,6 +64,11 @@ class ClipModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / init_temperature)))
         self.clip_loss = ClipLoss()
 
+    def spec(self) -> dict:
+        """How to rebuild this model (meta.json `model`; `from_spec` is the inverse)."""
+        return {"arch": "clip", "vision": self.encoder.config.to_dict(), "text": dict(self.text.settings),
+                "embed_dim": self.image_projection.out_features}
+
     def encode_image(self, pixels: Tensor, ratio_ids: Tensor) -> Tensor:
         """pixels [B, max_tiles, 3, t, t], ratio_ids [B] → L2-normalised [B, embed_dim]."""
         width = self.encoder.config.width
@@ -75,6 +85,16 @@ class ClipModel(nn.Module):
         """Symmetric contrastive loss of a batch of matching image–caption pairs."""
         scale = self.logit_scale.clamp(max=math.log(100)).exp()  # open_clip's clamp at 100
         return self.clip_loss(self.encode_image(pixels, ratio_ids), self.encode_text(tokens), scale)
+
+    def forward(self, pixels: Tensor, ratio_ids: Tensor, tokens: Tensor) -> Tensor:
+        """The loss, as `forward` so that DDP/FSDP wrappers run their hooks around it."""
+        return self.loss(pixels, ratio_ids, tokens)
+
+
+def from_spec(spec: dict) -> ClipModel:
+    """An untrained CLIP model of the shape `ClipModel.spec()` describes."""
+    return ClipModel(build_encoder(VisionConfig.from_dict(spec["vision"])), TextTower(**spec["text"]),
+                     spec["embed_dim"])
 
 
 @torch.no_grad()
@@ -99,4 +119,4 @@ def retrieval_recall(image_emb: Tensor, text_emb: Tensor, text_to_image: Tensor 
     return out
 
 
-__all__ = ["TextTower", "ClipModel", "retrieval_recall"]
+__all__ = ["TextTower", "ClipModel", "retrieval_recall", "from_spec"]

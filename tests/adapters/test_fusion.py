@@ -181,3 +181,61 @@ def test_images_attached_to_the_cache_equal_images_in_the_prompt(fused):
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError):
         fused.attach_images(cache, images, ratio_ids)
+
+
+def test_spec_rebuilds_the_same_model(fused):
+    from adapters.fusion import from_spec
+    from train.models import build_from_spec
+
+    spec = fused.spec()
+    assert spec["arch"] == "llama3-vision" and spec["fusion"]["cross_attention_every"] == 2
+    rebuilt = build_from_spec(spec)
+    assert type(rebuilt) is type(from_spec(spec)) and rebuilt.schedule == fused.schedule
+    rebuilt.load_state_dict(fused.state_dict(), strict=True)
+    open_gates(fused)
+    open_gates(rebuilt)
+    tokens, images, ratio_ids = sample_batch()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(tokens, images=images, ratio_ids=ratio_ids),
+                           fused(tokens, images=images, ratio_ids=ratio_ids))
+
+
+def test_padding_tiles_and_padding_images_do_not_change_logits(fused):
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch()
+    noisy = images.clone()
+    noisy[0, 0, 2:] = torch.randn_like(noisy[0, 0, 2:])  # row 0's 1×2 image: tiles 2-3 are padding
+    noisy[0, 1] = torch.randn_like(noisy[0, 1])  # row 0's second image slot is a padding image
+    with torch.no_grad():
+        torch.testing.assert_close(fused(tokens, images=noisy, ratio_ids=ratio_ids),
+                                   fused(tokens, images=images, ratio_ids=ratio_ids), rtol=1e-5, atol=1e-6)
+
+
+def test_training_step_leaves_the_lm_bit_identical(fused, lm):
+    from adapters.policies import apply_policy, vision_adapter_policy
+
+    open_gates(fused, 0.1)
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    rows = fused.learnable_embedding.weight.detach().clone()
+    params = apply_policy(fused, vision_adapter_policy(fused))
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    tokens, images, ratio_ids = sample_batch()
+    for _ in range(2):
+        logits = fused(tokens[:, :-1], images=images, ratio_ids=ratio_ids)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].clamp(max=V - 1).flatten()).backward()
+        opt.step()
+        opt.zero_grad()
+    assert all(torch.equal(before[k], v) for k, v in lm.state_dict().items())
+    assert not torch.equal(fused.learnable_embedding.weight, rows)  # the <|image|> row trained
+
+
+def test_greedy_generate_with_attached_images_follows_the_full_forward(fused):
+    from text.generate import generate
+
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch(T=12)
+    prompts = tokens.tolist()
+    out = generate(fused, prompts, max_new_tokens=4, attach=lambda c: fused.attach_images(c, images, ratio_ids))
+    with torch.no_grad():
+        full = fused(torch.cat([tokens, torch.tensor(out)[:, :-1]], 1), images=images, ratio_ids=ratio_ids)
+    assert torch.equal(full[:, 11:].argmax(-1), torch.tensor(out))

@@ -125,9 +125,9 @@ def test_builder_and_cached_prefill_match_full_forward():
     tokens = _prompt(fused, feat_lengths)
     with torch.no_grad():
         full = fused(tokens, feats, feat_lengths)
-        cache = lm.new_cache(1, 64)
+        cache = fused.new_cache(1, 64)
         prefill = fused(tokens[:, :-2], feats, feat_lengths, cache=cache)
-        step = lm(tokens[:, -2:-1], cache=cache)
+        step = fused(tokens[:, -2:-1], cache=cache)
     torch.testing.assert_close(prefill, full[:, :-2], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(step, full[:, -2:-1], atol=1e-5, rtol=1e-5)
 

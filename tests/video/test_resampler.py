@@ -53,7 +53,7 @@ def test_builds_on_meta_with_expected_parameter_count(preset):
         model = build_aggregator(config)
     d, inner, hidden = config.dim, config.inner_dim, config.ff_mult * config.dim
     per_layer = 4 * d * inner + 2 * d * hidden + 3 * 2 * d  # q, kv, out; FFN; three LayerNorms
-    expected = config.depth * per_layer + 2 * d + (config.n_latents + config.frames_per_group) * d
+    expected = config.depth * per_layer + 2 * 2 * d + (config.n_latents + config.frames_per_group) * d  # 2 norms
     assert sum(p.numel() for p in model.parameters()) == expected
 
 

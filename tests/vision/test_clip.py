@@ -70,3 +70,20 @@ def test_a_few_steps_fit_a_tiny_batch():
     with torch.no_grad():
         r = retrieval_recall(model.encode_image(pixels, ids), model.encode_text(tokens))
     assert r["i2t_R@1"] == 1.0
+
+
+def test_spec_rebuilds_the_same_model():
+    from train.models import build_from_spec
+
+    torch.manual_seed(0)
+    model = ClipModel(build_encoder(create_config("tiny", max_tiles=2)),
+                      TextTower(vocab_size=40, embed_dim=16, width=32, n_layers=1, n_heads=2, pad_id=3), 16)
+    spec = model.spec()
+    assert spec["arch"] == "clip" and spec["vision"]["max_tiles"] == 2 and spec["text"]["pad_id"] == 3
+    rebuilt = build_from_spec(spec)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    tokens = torch.tensor([[5, 6, 3], [7, 3, 3]])
+    pixels = torch.randn(2, 2, 3, 56, 56)
+    ratio_ids = torch.tensor([1, 2])
+    with torch.no_grad():
+        assert torch.equal(rebuilt(pixels, ratio_ids, tokens), model(pixels, ratio_ids, tokens))

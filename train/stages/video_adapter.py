@@ -1,0 +1,123 @@
+"""`herd train video-adapter`: the temporal aggregator and the video cross-attention blocks learn
+to caption clips while the LM and the whole image path stay frozen (llama3-spec §4, §7).
+
+Starts from a `vision-adapter` checkpoint (`model.init`): its image model is wrapped by
+`adapters.video_fusion.build_video_fusion_model`, which adds the video modules with zero gates.
+For development `model.init` may also be a text LM (or empty: a random `model.preset` LM); a
+random image path of `video.image_preset` is then built around it. A `video-adapter` checkpoint
+continues as it is. Data: clip–caption shards from `data/build_video.py`, see
+`train/stages/video_batches.py` for the dialogue, the frames and what happens to bad clips.
+
+The image encoder and projection are frozen and clips are not augmented, so with
+`video.cache_features` (the default) each clip's frame features are computed once, on its first
+read, and kept in memory (`video_batches.FrameFeatures`): later epochs skip decoding and encoding,
+which at tiny size are about half of a step (benchmarks/video_step.py). Batches are read in
+the training process, so there is one cache per rank.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
+from adapters.policies import apply_policy, video_adapter_policy
+from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
+from train.config import VideoAdapterConfig
+from train.distributed import DistEnv
+from train.stages.chat_data import IGNORE
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, parent_entry, resolve_checkpoint,
+                                      shard_list, tokenizer_file)
+from train.stages.video_batches import FrameFeatures, VideoBatcher
+from train.unit import StepOutput
+
+
+class VideoAdapterUnit:
+    """Masked next-token CE on captions, with one clip attached per row."""
+
+    def __init__(self, model: VideoFusionModel, train_loader, make_val_loader, tokenizer_path: Path | None,
+                 parents: list[dict]):
+        self.model, self.train_loader, self.make_val_loader = model, train_loader, make_val_loader
+        self.tokenizer_path, self.parents = tokenizer_path, parents
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.layers)
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        return {}
+
+    @staticmethod
+    def logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return model(batch["tokens"][:, :-1], video=batch.get("video"), video_ratio_ids=batch.get("video_ratio_ids"),
+                     video_features=batch.get("video_features"))
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
+        targets = batch["targets"]
+        return StepOutput(loss=cross_entropy(self.logits(model, batch), targets), tokens=targets.numel(),
+                          metrics={"supervised_tokens": float((targets != IGNORE).sum())})
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
+        if self.make_val_loader is None:
+            return {}
+        device = next(self.model.parameters()).device
+        total, count = 0.0, 0
+        for i, batch in enumerate(self.make_val_loader()):
+            if i >= max_batches:
+                break
+            batch = {k: v.to(device) for k, v in batch.items()}
+            n = int((batch["targets"] != IGNORE).sum())
+            total += float(cross_entropy(self.logits(model, batch), batch["targets"])) * n
+            count += n
+        return {"val_loss": total / count} if count else {}
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"model": self.model.spec(), "parents": self.parents}
+
+
+def build_model(config: VideoAdapterConfig, env: DistEnv, vocab_size: int) -> tuple[VideoFusionModel, list[dict]]:
+    """The video model on env.device with the video-adapter trainable set applied."""
+    from train.models import load_model
+    from video.config import create_config as resampler_config
+    from vision.config import create_config as vision_config
+
+    parents: list[dict] = []
+    if config.model.init:
+        ckpt = resolve_checkpoint(config.model.init)
+        model, _ = load_model(ckpt, device=env.device)
+        parents = [parent_entry(ckpt)]
+    else:
+        model, _ = build_lm(config, env, vocab_size)
+    if not isinstance(model, FusionModel):  # a text LM: development with a random image path
+        model = build_fusion_model(model, vision_config(config.video.image_preset), FusionConfig())
+    if not isinstance(model, VideoFusionModel):
+        model = build_video_fusion_model(model, resampler_config(config.video.preset, dim=model.config.dim))
+    if model.config.vocab_size != vocab_size:
+        raise ValueError(f"model.init has vocab_size {model.config.vocab_size}, the tokenizer {vocab_size}")
+    model = model.to(env.device).train()
+    apply_policy(model, video_adapter_policy(model))
+    return model, parents
+
+
+def build(config: VideoAdapterConfig, env: DistEnv) -> VideoAdapterUnit:
+    tokenizer = load_tokenizer_for(config)
+    model, parents = build_model(config, env, tokenizer.vocab_size)
+    d, v = config.data, config.video
+    frames = v.frames or model.resampler_config.frames_per_group
+    features = FrameFeatures(model) if v.cache_features else None
+
+    def batcher(split: str, seed: int, **kw) -> VideoBatcher:
+        return VideoBatcher(shard_list(config, split), tokenizer, prompts=v.prompts, num_frames=frames,
+                            tile_size=model.vision_encoder.config.tile_size, batch_size=d.batch_size,
+                            backend=v.backend, features=features, rank=env.rank, world_size=env.world_size,
+                            seed=seed, **kw)
+
+    make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None
+    return VideoAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
+                            parents)
+
+
+__all__ = ["VideoAdapterUnit", "build_model", "build"]
