@@ -46,7 +46,7 @@ class MediaItem:
     """image, video or audio."""
     path: str
     tokens: list[int]
-    """Ids placed at the start of the user turn that carries the file."""
+    """Ids placed in the user turn that carries the file (images/video before its text, speech after)."""
     tensors: tuple[Tensor, ...]
     """image: (Tiles,) as pixels [tiles, 3, t, t] + ratio id; video: (pixels [F, 1, 3, t, t],
     ratio_ids [F]); audio: (log-mel [T, 80],)."""

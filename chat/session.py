@@ -6,8 +6,8 @@ format, media attached to user turns, streamed replies, an optional guard on bot
     reply = session.ask("What is in the picture?", on_text=print)
     reply.text, reply.first_token_s, reply.tokens_per_s
 
-Each turn re-encodes the whole conversation (system, every turn with its media tokens at the
-start of the user content, the assistant header) and re-attaches every file of the conversation,
+Each turn re-encodes the whole conversation (system, every turn with its media tokens —
+`<|image|>`/`<|video|>` before the user's text, speech spans after it —, the assistant header) and re-attaches every file of the conversation,
 so the model sees exactly what a single prompt with that history would give it (llama3-spec §1.7
 for the format; docs/internals.md "Multimodal models" for the media tokens).
 """
@@ -128,8 +128,12 @@ class ChatSession:
         if self.system.strip():
             ids += self.chat.encode_message({"role": "system", "content": self.system})
         for turn in turns:
-            media = [t for m in turn.media for t in m.tokens]
-            ids += self.chat.encode_header(turn.role) + media + tok.encode(turn.content.strip()) + [tok.eot_id]
+            # The order each stage trained with: `<|image|>`/`<|video|>` before the text
+            # ("<|image|>Describe the image."), speech spans after it ("Repeat after me in English:" + span).
+            visual = [t for m in turn.media if m.kind != "audio" for t in m.tokens]
+            speech = [t for m in turn.media if m.kind == "audio" for t in m.tokens]
+            ids += (self.chat.encode_header(turn.role) + visual + tok.encode(turn.content.strip()) + speech
+                    + [tok.eot_id])
         return ids + self.chat.encode_header("assistant")
 
     def ask(self, text: str, on_text: Callable[[str], None] | None = None) -> Reply:

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("text_pretrain", "text_sft", "text_dpo", "vision_clip", "vision_adapter", "video_adapter",
-          "speech_bestrq", "speech_adapter", "guard")
+          "speech_bestrq", "speech_adapter", "guard_sft")
 """Run folders of the demo's training stages, in pipeline order."""
 EVALS = {"text": "Text: held-out perplexity", "caption": "Images: captioning",
          "video": "Video: motion and captions", "asr": "Speech: recognition", "guard": "Safety guard"}
 """eval/<task> folders and their section titles."""
 HEADLINE = {"text": ("perplexity", "nll", "tokens"),
-            "caption": ("cider_d", "bleu_4", "exact_match", "baseline_cider_d", "baseline_bleu_4"),
-            "video": ("motion_accuracy", "single_frame_motion_accuracy", "cider_d", "bleu_4"),
-            "asr": ("wer", "cer"), "guard": ("precision", "recall", "f1")}
+            "caption": ("model.CIDEr-D", "model.BLEU-4", "model.exact_match", "baseline.CIDEr-D", "baseline.BLEU-4"),
+            "video": ("motion_accuracy", "single_frame_motion_accuracy", "image_model_motion_accuracy", "cider_d",
+                      "bleu_4"),
+            "asr": ("wer", "cer"), "guard": ("precision", "recall", "f1", "category_accuracy")}
 """Scores shown first in each eval section (any other scalar in scores.json follows)."""
 
 

@@ -84,10 +84,11 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     tok = run / "tokenizer"
     ev = run / "eval"
 
-    def train(stage: str, *overrides: str) -> list[str]:
-        folder = run / stage.replace("-", "_")
-        return [*HERD, "train", stage, "--config", f"configs/tiny/{stage.replace('-', '_')}.toml",
-                f"--run.dir={folder}", *overrides, "--resume", "auto"]
+    def train(stage: str, *overrides: str, name: str | None = None) -> list[str]:
+        """`herd train STAGE` with configs/tiny/NAME.toml into RUN/NAME (NAME: the stage's by default)."""
+        name = name or stage.replace("-", "_")
+        return [*HERD, "train", stage, "--config", f"configs/tiny/{name}.toml", f"--run.dir={run / name}",
+                "--run.progress=false", *overrides, "--resume", "auto"]
 
     def build(kind: str) -> list[str]:
         return [*HERD, "data", "build", kind, "--out", str(data / kind), "--preset", "tiny", "--cache", str(cache)]
@@ -128,7 +129,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
                                                f"--vision.encoder_init={run / 'vision_clip'}"),
              checkpoint_loads(run / "vision_adapter"), 420),
         Step("vision", "eval caption", evaluate("caption", "vision_adapter", "--shards", str(data / "images"),
-                                                "--split", "test"),
+                                                "--split", "test", "--batch-size", "64", "--max-new-tokens", "32"),
              scored_after(ev / "caption", run / "vision_adapter"), 60),
         # video: temporal aggregator + video cross-attention (§4)
         Step("video", "build video shards", build("video"), has_manifest(data / "video"), 90),
@@ -151,11 +152,10 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         # safety guard: the LM finetuned as a Llama Guard 3 style classifier
         Step("guard", "build guard data", build("guard"), has_manifest(data / "guard"), 20),
         Step("guard", "guard training", train("text-sft", f"--data.shards={data / 'guard'}",
-                                              f"--model.init={run / 'text_sft'}", f"--run.dir={run / 'guard'}",
-                                              "--config", "configs/tiny/guard_sft.toml"),
-             checkpoint_loads(run / "guard"), 150),
-        Step("guard", "eval guard", evaluate("guard", "guard", "--shards", str(data / "guard"), "--split", "test"),
-             scored_after(ev / "guard", run / "guard"), 30),
+                                              f"--model.init={run / 'text_sft'}", name="guard_sft"),
+             checkpoint_loads(run / "guard_sft"), 150),
+        Step("guard", "eval guard", evaluate("guard", "guard_sft", "--shards", str(data / "guard"), "--split", "test"),
+             scored_after(ev / "guard", run / "guard_sft"), 30),
         # one checkpoint with every component, then chat with it
         Step("final", "assemble final checkpoint",
              [*HERD, "assemble", "--out", str(final), "--video", str(run / "video_adapter"),
@@ -193,19 +193,21 @@ def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
 
 # --- the scripted chat ----------------------------------------------------------------------------
 
-CHAT_TURNS = (("image", "images", "png", "Describe the image."),
-              ("video", "video", "mp4", "What happens in the video?"),
-              ("audio", "speech", "flac", "Repeat after me in English:"),
-              (None, None, None, "What does garden mean?"))
-"""(media flag, shard folder, file key, prompt) of each turn: held-out test samples of each kind."""
+CHAT_TURNS = (("image", "images", "png", "scene", "Describe the image."),
+              ("video", "video", "mp4", None, "Describe the motion."),
+              ("audio", "speech", "flac", None, "Repeat after me in English:"),
+              (None, None, None, None, "What does garden mean?"))
+"""(media flag, shard folder, file key, required json source, prompt) of each turn: held-out test
+samples of each kind (a compositional scene for the image)."""
 
 
-def first_test_sample(shards: Path, key: str, out_dir: Path) -> tuple[Path, str]:
-    """Write the first test-split sample's media file; return (path, its reference text)."""
+def first_test_sample(shards: Path, key: str, out_dir: Path, source: str | None = None) -> tuple[Path, str]:
+    """Write the first test-split sample (of `source`, if given)'s media file; return (path, reference)."""
     from data.shards import ShardReader, split_shards
 
-    sample = next(iter(ShardReader(split_shards(shards, "test"), shuffle=False, epochs=1)))
-    meta = json.loads(sample["json"])
+    reader = ShardReader(split_shards(shards, "test"), shuffle=False, epochs=1)
+    sample, meta = next((s, m) for s in reader for m in [json.loads(s["json"])]
+                        if source is None or m.get("source") == source)
     path = out_dir / f"{Path(sample['__key__']).name}.{key}"
     path.write_bytes(sample[key])
     reference = meta.get("text") or (meta.get("captions") or [""])[0]
@@ -217,12 +219,12 @@ def scripted_chat(run: Path) -> None:
     out = run / "chat"
     (out / "media").mkdir(parents=True, exist_ok=True)
     turns = []
-    for flag, folder, key, prompt in CHAT_TURNS:
+    for flag, folder, key, source, prompt in CHAT_TURNS:
         command = [*HERD, "chat", "--checkpoint", str(run / "final"), "--prompt", prompt, "--json",
                    "--max-new-tokens", "40"]
         turn = {"prompt": prompt, "media": flag}
         if flag is not None:
-            turn["path"], turn["expected"] = first_test_sample(run / "data" / folder, key, out / "media")
+            turn["path"], turn["expected"] = first_test_sample(run / "data" / folder, key, out / "media", source)
             command += [f"--{flag}", str(turn["path"])]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if result.returncode != 0:
