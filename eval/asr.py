@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from eval.arguments import add_source_arguments
+
 GROUP_KEYS = ("engine", "accent", "accent_seen", "voice")
 """Utterance fields the scores are broken down by (`accent_seen`: is the accent in training)."""
 
@@ -29,14 +31,9 @@ GROUP_KEYS = ("engine", "accent", "accent_seen", "voice")
 def register(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser("asr", help="WER/CER of a speech-adapter checkpoint on shards or a JSONL manifest",
                          description="Greedy transcription, WER and CER after Whisper normalisation.")
-    p.add_argument("--checkpoint", required=True, help="speech-adapter checkpoint dir, run folder or latest")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--shards", type=Path, help="speech shard folder (manifest.json + .tar)")
-    source.add_argument("--manifest", type=Path, help='JSONL file, one {"audio": path, "text": …} a line')
-    p.add_argument("--split", default="test", help="split of --shards to transcribe (default: test)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_source_arguments(p, checkpoint="speech-adapter", shards="speech shard folder (manifest.json + .tar)",
+                         manifest='{"audio": path, "text": …}', unit="utterances")
     _common_options(p)
-    p.add_argument("--limit", type=int, default=0, help="transcribe at most this many utterances (0 = all)")
     p.set_defaults(handler=run)
 
 

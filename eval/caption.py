@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from eval.arguments import add_source_arguments
+
 GRID_IMAGES = 16
 """Images shown in grid.png."""
 
@@ -27,13 +29,9 @@ GRID_IMAGES = 16
 def register(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser("caption", help="caption images with a vision-adapter checkpoint; CIDEr-D, BLEU-4",
                          description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="vision-adapter checkpoint dir, run folder or latest")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--shards", help="image shard folder (with manifest.json) or a glob of .tar shards")
-    source.add_argument("--manifest", help='JSONL file, one {"image": path, "captions": [...]} a line')
-    p.add_argument("--split", default="test", help="split of --shards to caption (default: test)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--limit", type=int, default=0, help="caption at most this many images (0 = all)")
+    add_source_arguments(p, checkpoint="vision-adapter", unit="images",
+                         shards="image shard folder (with manifest.json) or a glob of .tar shards",
+                         manifest='{"image": path, "captions": [...]}')
     p.add_argument("--batch-size", type=int, default=32, help="images per generation batch")
     p.add_argument("--max-new-tokens", type=int, default=48, help="longest caption in tokens")
     p.add_argument("--prompt", default=None, help="user prompt after <|image|> (default: the checkpoint's)")
@@ -201,7 +199,7 @@ def _shard_paths(spec: str, split: str) -> list[Path]:
     path = Path(spec)
     if path.is_dir():
         return split_shards(path, split)
-    paths = sorted(Path(p) for p in glob.glob(spec))
+    paths = sorted(Path(p) for p in glob.glob(str(spec)))
     if not paths:
         raise FileNotFoundError(f"--shards {spec}: not a folder and no shard matches it")
     return paths

@@ -18,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from eval.arguments import add_source_arguments
+
 __all__ = ["register", "run", "score"]
 
 
@@ -25,12 +27,9 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser("guard", help="precision / recall of a safety guard on labelled guard shards",
                          description="Classify every example of a guard split and score the verdicts "
                                      "(unsafe = positive).")
-    p.add_argument("--checkpoint", required=True, type=Path, help="guard checkpoint dir or run folder")
-    p.add_argument("--shards", required=True, type=Path, help="guard shard folder (herd data build guard)")
-    p.add_argument("--split", default="test", help="split to score")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_source_arguments(p, checkpoint="guard", shards="guard shard folder (herd data build guard)", manifest=None,
+                         unit="examples")
     p.add_argument("--batch-size", type=int, default=16, help="examples per generation batch")
-    p.add_argument("--limit", type=int, default=0, help="score at most this many examples (0 = all)")
     p.set_defaults(handler=run)
 
 

@@ -18,19 +18,16 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+from eval.arguments import add_source_arguments
+
 
 def register(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser("text", help="held-out perplexity of the language model",
                          description="Per-token perplexity of a checkpoint's LM on held-out documents.")
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint dir, run folder or latest pointer")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--shards", type=Path, help="text shard folder (manifest.json + .tar)")
-    source.add_argument("--manifest", type=Path, help='JSONL file, one {"text": …} a line')
-    p.add_argument("--split", default="validation", help="split of --shards to score")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_source_arguments(p, checkpoint="any LM", shards="text shard folder (manifest.json + .tar)",
+                         manifest='{"text": …}', split="validation", unit="documents")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per scoring window")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--limit", type=int, default=0, help="score at most this many documents (0 = all)")
     p.set_defaults(handler=run)
 
 

@@ -28,6 +28,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from eval.arguments import add_source_arguments
+
 STRIP_CLIPS = 8
 """Clips shown in strip.png."""
 
@@ -50,13 +52,8 @@ def parse_motion(caption: str) -> str:
 def register(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser("video", help="caption clips with a video-adapter checkpoint; motion accuracy, CIDEr-D",
                          description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="video-adapter checkpoint dir, run folder or latest")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--shards", type=Path, help="video shard folder (with manifest.json)")
-    source.add_argument("--manifest", type=Path, help='JSONL file, one {"video": path, "captions": [...]} a line')
-    p.add_argument("--split", default="test", help="split of --shards to caption (default: test)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--limit", type=int, default=0, help="caption at most this many clips (0 = all)")
+    add_source_arguments(p, checkpoint="video-adapter", shards="video shard folder (with manifest.json)",
+                         manifest='{"video": path, "captions": [...]}', unit="clips")
     p.add_argument("--batch-size", type=int, default=32, help="clips per generation batch")
     p.add_argument("--max-new-tokens", type=int, default=24, help="longest caption in tokens")
     p.add_argument("--frames", type=int, default=0, help="frames per clip (0 = the checkpoint's)")
