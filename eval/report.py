@@ -28,7 +28,7 @@ HEADLINE = {"text": ("perplexity", "nll", "tokens"),
             "caption": ("model.CIDEr-D", "model.BLEU-4", "model.exact_match", "baseline.CIDEr-D", "baseline.BLEU-4"),
             "video": ("motion_accuracy", "single_frame_motion_accuracy", "image_model_motion_accuracy", "cider_d",
                       "bleu_4"),
-            "asr": ("wer", "cer"), "guard": ("precision", "recall", "f1", "category_accuracy")}
+            "asr": ("overall.wer", "overall.cer"), "guard": ("precision", "recall", "f1", "category_accuracy")}
 """Scores shown first in each eval section (any other scalar in scores.json follows)."""
 
 
