@@ -99,7 +99,8 @@ def matched_gpt2(llama_params: int, vocab: int, n_layers: int, n_heads: int, seq
 
 
 def run(kind: str, args, out: Path) -> dict:
-    from train.config import PretrainConfig, load_config
+    from train.config import load_config
+    from train.stage_configs import PretrainConfig
     from train.loop import train
     from train.metrics import read_metrics
     from train.stages import text_pretrain

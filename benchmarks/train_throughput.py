@@ -43,7 +43,8 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) 
 
 def herd_tokens_per_s(args, dtype: str) -> list[float]:
     """Per-step tokens/s of `herd train text-pretrain` (the real loop, synthetic batches)."""
-    from train.config import load_config, PretrainConfig
+    from train.config import load_config
+    from train.stage_configs import PretrainConfig
     from train.loop import train
     from train.metrics import read_metrics
     from train.stages import text_pretrain

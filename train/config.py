@@ -6,6 +6,9 @@ keys are errors that name the key and the file, and `to_dict()` is what goes int
 checkpoint's meta.json. This module imports nothing heavy: the CLI builds its options from it.
 
     config = load_config(PretrainConfig, "configs/tiny/text_pretrain.toml", ["optim.lr=1e-3"])
+
+The sections every stage shares live here; each stage's own config (`RunConfig` plus its section)
+is in `train/stage_configs.py`.
 """
 
 from __future__ import annotations
@@ -178,189 +181,6 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-@dataclass(kw_only=True)
-class PretrainConfig(RunConfig):
-    """`text-pretrain`: next-token loss on packed documents."""
-
-
-@dataclass(kw_only=True)
-class SFTSection:
-    """Supervised finetuning specifics (llama3-spec §1.6)."""
-
-    mask_prompt: bool = True
-    """Loss on assistant tokens only (prompt, system and headers masked)."""
-
-
-@dataclass(kw_only=True)
-class SFTConfig(RunConfig):
-    """`text-sft`: chat-format dialogues, CE on the assistant's tokens."""
-
-    sft: SFTSection = field(default_factory=SFTSection)
-    """SFT loss options."""
-
-
-@dataclass(kw_only=True)
-class DPOSection:
-    """Direct preference optimisation as in llama3-spec §1.6."""
-
-    beta: float = 0.1
-    """DPO temperature β."""
-    nll_coef: float = 0.2
-    """Weight of the NLL term on the chosen response."""
-    mask_special: bool = True
-    """Mask header and termination tokens out of the DPO and NLL terms."""
-    reference: str = ""
-    """Frozen reference checkpoint; empty = the model.init checkpoint."""
-
-
-@dataclass(kw_only=True)
-class DPOConfig(RunConfig):
-    """`text-dpo`: preference pairs, DPO against a frozen reference + NLL on chosen."""
-
-    dpo: DPOSection = field(default_factory=DPOSection)
-    """DPO loss options."""
-
-
-@dataclass(kw_only=True)
-class ClipSection:
-    """Contrastive image–text pretraining of the image encoder (llama3-spec §3.1)."""
-
-    vision_preset: str = "tiny"
-    """Image-encoder preset (vision/config.py: tiny, small, vit-l-14, vit-h-14)."""
-    embed_dim: int = 64
-    """Joint embedding width of the image and text towers."""
-    text_width: int = 128
-    """Width of the small text tower."""
-    text_layers: int = 2
-    """Layers of the small text tower."""
-    context_length: int = 32
-    """Caption tokens kept by the text tower."""
-    tile_size: int = 0
-    """Override the preset's tile side in pixels, a multiple of 14 (0 = the preset's)."""
-    max_tiles: int = 0
-    """Override the preset's most tiles per image (0 = the preset's)."""
-
-
-@dataclass(kw_only=True)
-class VisionClipConfig(RunConfig):
-    """`vision-clip`: contrastive pretraining of the image encoder with a small text tower."""
-
-    clip: ClipSection = field(default_factory=ClipSection)
-    """CLIP model options."""
-
-
-@dataclass(kw_only=True)
-class VisionSection:
-    """The image path attached to the frozen LM (llama3-spec §3.2, §7)."""
-
-    preset: str = "tiny"
-    """Image-encoder preset (vision/config.py)."""
-    encoder_init: str = ""
-    """`vision-clip` checkpoint whose encoder starts the adapter stage; empty = random encoder."""
-    cross_attention_every: int = 4
-    """One gated cross-attention block per this many LM layers."""
-    max_tiles: int = 0
-    """Override the preset's most tiles per image (0 = the preset's)."""
-    tile_size: int = 0
-    """Override the preset's tile side in pixels, a multiple of 14 (0 = the preset's); with
-    encoder_init the encoder's shape comes from that checkpoint and both overrides must be 0."""
-    tasks: list[str] = field(default_factory=lambda: ["caption", "qa"])
-    """What each image sample is turned into: "caption" (the prompt below → one of its captions)
-    and/or "qa" (one of its question–answer pairs)."""
-    prompt: str = "Describe the image."
-    """The user prompt after `<|image|>` that asks for a caption (eval caption reuses it)."""
-
-
-@dataclass(kw_only=True)
-class VisionAdapterConfig(RunConfig):
-    """`vision-adapter`: image encoder, projection, cross-attention and new token rows on a frozen LM."""
-
-    vision: VisionSection = field(default_factory=VisionSection)
-    """Image path options."""
-
-
-@dataclass(kw_only=True)
-class VideoSection:
-    """The temporal aggregator and video cross-attention (llama3-spec §4)."""
-
-    preset: str = "tiny"
-    """Temporal-aggregator preset (video/config.py); its width is set to the LM's."""
-    frames: int = 0
-    """Frames sampled uniformly per clip (0 = the preset's frames_per_group); clips with fewer
-    frames repeat frames, unreadable or 0-frame clips are skipped and counted."""
-    backend: str = "auto"
-    """Frame decoder: auto (decord, PyAV fallback), decord or pyav."""
-    prompts: list[str] = field(default_factory=lambda: ["Describe the motion.", "What happens in this video?"])
-    """User prompts after `<|video|>` (one per clip, chosen by its key); the reply is a caption.
-    `herd eval video` asks the first."""
-    image_preset: str = "tiny"
-    """Image-encoder preset of a random image path, used only when model.init is a text LM or
-    empty (development); a vision-adapter init brings its own."""
-    cache_features: bool = True
-    """Keep each clip's frozen frame features in memory after its first read, so later epochs
-    skip decoding and image encoding (~140 KB per tiny clip)."""
-
-
-@dataclass(kw_only=True)
-class VideoAdapterConfig(RunConfig):
-    """`video-adapter`: aggregator + video cross-attention; LM and image path frozen."""
-
-    video: VideoSection = field(default_factory=VideoSection)
-    """Video path options."""
-
-
-@dataclass(kw_only=True)
-class BestRQSection:
-    """BEST-RQ self-supervised pretraining of the Conformer (llama3-spec §5.2)."""
-
-    preset: str = "tiny"
-    """Speech preset (speech/config.py)."""
-    augment: bool = True
-    """Speed-perturb and band-limit the training audio (speech/augment.py)."""
-    probe_steps: int = 0
-    """At each evaluation, train a linear CTC probe this many steps on frozen features of the
-    encoder and of a randomly initialised twin, and report both CERs (0 = no probe)."""
-    probe_utterances: int = 256
-    """Training utterances the CTC probe learns from, and validation utterances it is scored on."""
-
-
-@dataclass(kw_only=True)
-class SpeechBestRQConfig(RunConfig):
-    """`speech-bestrq`: masked multi-codebook prediction on unlabelled audio."""
-
-    bestrq: BestRQSection = field(default_factory=BestRQSection)
-    """BEST-RQ options."""
-
-
-@dataclass(kw_only=True)
-class SpeechSection:
-    """The speech path feeding the frozen LM (llama3-spec §5.3, §5.4)."""
-
-    preset: str = "tiny"
-    """Speech preset (speech/config.py)."""
-    encoder_init: str = ""
-    """`speech-bestrq` checkpoint whose Conformer starts the adapter stage (its encoder shape
-    replaces the preset's); empty = random."""
-    prompt: str = "Repeat after me in English:"
-    """User text before the speech span; the assistant's reply is the transcript."""
-    ctc_weight: float = 0.0
-    """Weight of an auxiliary character-CTC loss on the encoder frames (0 = no CTC head)."""
-    augment: bool = True
-    """Speed-perturb and band-limit the training audio, and SpecAugment its features."""
-    max_new_tokens: int = 64
-    """Longest transcript generated when validation measures WER."""
-    eval_wer_batches: int = 2
-    """Validation batches transcribed greedily for `val_wer` at each evaluation (0 = none)."""
-
-
-@dataclass(kw_only=True)
-class SpeechAdapterConfig(RunConfig):
-    """`speech-adapter`: Conformer + speech adapter on a frozen LM, CE on the transcript."""
-
-    speech: SpeechSection = field(default_factory=SpeechSection)
-    """Speech path options."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Filling, overriding, printing
 
@@ -501,9 +321,6 @@ def _toml_literal(value: Any) -> str:
     return repr(value)
 
 
-__all__ = ["ConfigError", "RunConfig", "RunSection", "ModelSection", "DataSection", "OptimSection", "TrainSection",
-           "CheckpointSection", "DistSection", "PretrainConfig", "SFTConfig", "SFTSection",
-           "DPOConfig", "DPOSection", "ClipSection", "VisionClipConfig", "VisionSection", "VisionAdapterConfig",
-           "VideoSection", "VideoAdapterConfig", "BestRQSection", "SpeechBestRQConfig", "SpeechSection",
-           "SpeechAdapterConfig", "from_dict", "load_config", "parse_value", "to_toml",
-           "flat_fields", "field_docs"]
+__all__ = ["ConfigError", "RunConfig", "RunSection", "ModelSection", "DataSection", "OptimSection",
+           "TrainSection", "CheckpointSection", "DistSection", "from_dict", "load_config", "parse_value",
+           "to_toml", "flat_fields", "field_docs"]

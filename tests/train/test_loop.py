@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from herd.cli import main as herd
-from train.config import load_config, PretrainConfig
+from train.config import load_config
+from train.stage_configs import PretrainConfig
 from train.loop import NonFiniteLossError, train
 from train.stages import text_pretrain
 from train_helpers import SYNTHETIC

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from train.config import (ConfigError, DPOConfig, PretrainConfig, from_dict, load_config, to_toml)
+from train.config import ConfigError, from_dict, load_config, to_toml
+from train.stage_configs import DPOConfig, PretrainConfig
 from train.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -78,7 +78,8 @@ def test_stage_trains_only_the_video_path_and_writes_a_loadable_checkpoint(video
 
 
 def test_a_video_checkpoint_continues_as_it_is(video_run):
-    from train.config import VideoAdapterConfig, load_config
+    from train.config import load_config
+    from train.stage_configs import VideoAdapterConfig
     from train.distributed import DistEnv
     from train.stages.video_adapter import build_model
 

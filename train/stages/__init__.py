@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from train.config import (DPOConfig, PretrainConfig, RunConfig, SFTConfig, SpeechAdapterConfig, SpeechBestRQConfig,
-                          VideoAdapterConfig, VisionAdapterConfig, VisionClipConfig)
+from train.config import RunConfig
+from train.stage_configs import (DPOConfig, PretrainConfig, SFTConfig, SpeechAdapterConfig, SpeechBestRQConfig,
+                                 VideoAdapterConfig, VisionAdapterConfig, VisionClipConfig)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from adapters.speech_fusion import SpeechFusion, build_speech_fusion
 from speech.augment import SpecAugment
 from speech.config import ConformerConfig, create_config
 from speech.transcribe import IGNORE, SpeechPrompt, transcribe
-from train.config import SpeechAdapterConfig
+from train.stage_configs import SpeechAdapterConfig
 from train.distributed import DistEnv
 from train.stages.audio_batches import AudioBatcher, training_augment
 from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, parent_entry,

@@ -21,7 +21,7 @@ from speech.bestrq import BestRQ, build_bestrq
 from speech.config import create_config
 from speech.ctc_probe import CTCProbe, frozen_features
 from speech.encoder import ConformerEncoder, build_encoder
-from train.config import SpeechBestRQConfig
+from train.stage_configs import SpeechBestRQConfig
 from train.distributed import DistEnv
 from train.stages.audio_batches import AudioBatcher, training_augment
 from train.stages.text_common import shard_list

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from train.checkpoint import load_text_model, text_model_meta
-from train.config import DPOConfig
+from train.stage_configs import DPOConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE, PreferenceBatcher
 from train.stages.text_common import (build_lm, load_tokenizer_for, parent_entry, resolve_checkpoint,

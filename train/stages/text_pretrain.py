@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from train.checkpoint import text_model_meta
-from train.config import PretrainConfig
+from train.stage_configs import PretrainConfig
 from train.distributed import DistEnv
 from train.stages.text_common import (IGNORE, build_lm, cross_entropy, shard_list, tokenizer_file,
                                       write_samples)

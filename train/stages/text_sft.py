@@ -11,7 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from train.checkpoint import text_model_meta
-from train.config import SFTConfig
+from train.stage_configs import SFTConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE, DialogueBatcher
 from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, shard_list, tokenizer_file,

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import apply_policy, video_adapter_policy
 from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
-from train.config import VideoAdapterConfig
+from train.stage_configs import VideoAdapterConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE
 from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, parent_entry, resolve_checkpoint,

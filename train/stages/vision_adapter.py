@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import POLICIES, apply_policy
-from train.config import VisionAdapterConfig
+from train.stage_configs import VisionAdapterConfig
 from train.distributed import DistEnv
 from train.stages.image_batches import IGNORE, ImageChatBatcher, vision_config
 from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, parent_entry, shard_list,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from adapters.policies import POLICIES, apply_policy
-from train.config import VisionClipConfig
+from train.stage_configs import VisionClipConfig
 from train.distributed import DistEnv
 from train.stages.image_batches import CaptionBatcher, caption_batch, image_reader, pad_token_rows, vision_config
 from train.stages.text_common import load_tokenizer_for, shard_list, tokenizer_file
