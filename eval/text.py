@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 from eval.arguments import add_source_arguments
 

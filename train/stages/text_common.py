@@ -3,6 +3,7 @@ checkpoint, with its provenance), shard lookup, and the token-level losses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,24 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
 
 
+def masked_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[str, Tensor]], Tensor],
+                    device: torch.device, max_batches: int) -> dict[str, float]:
+    """{"val_loss": CE averaged over every supervised token} of up to `max_batches` batches whose
+    `targets` mark unsupervised positions IGNORE; `logits(batch)` runs the model ({} if none)."""
+    total, count = 0.0, 0
+    for i, batch in enumerate(batches):
+        if i >= max_batches:
+            break
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        n = int((batch["targets"] != IGNORE).sum())
+        if n:
+            total += float(cross_entropy(logits(batch), batch["targets"])) * n
+            count += n
+    return {"val_loss": total / count} if count else {}
+
+
 __all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm",
-           "parent_entry", "shard_list", "token_logprobs", "cross_entropy"]
+           "parent_entry", "shard_list", "token_logprobs", "cross_entropy", "masked_val_loss"]
 
 
 PRETRAIN_PROMPTS = ("It is a truth universally acknowledged", "Call me", "The ship")

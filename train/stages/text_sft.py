@@ -14,8 +14,8 @@ from train.checkpoint import text_model_meta
 from train.stage_configs import SFTConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE, DialogueBatcher
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, shard_list, tokenizer_file,
-                                      write_samples)
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, masked_val_loss, shard_list,
+                                      tokenizer_file, write_samples)
 from train.unit import StepOutput
 
 
@@ -43,17 +43,8 @@ class SFTUnit:
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
         if self.make_val_loader is None:
             return {}
-        device = next(self.model.parameters()).device
-        total, count = 0.0, 0
-        for i, batch in enumerate(self.make_val_loader()):
-            if i >= max_batches:
-                break
-            tokens, targets = batch["tokens"].to(device), batch["targets"].to(device)
-            n = int((targets != IGNORE).sum())
-            if n:
-                total += float(cross_entropy(model(tokens[:, :-1]), targets)) * n
-                count += n
-        return {"val_loss": total / count} if count else {}
+        return masked_val_loss(self.make_val_loader(), lambda b: model(b["tokens"][:, :-1]),
+                               next(self.model.parameters()).device, max_batches)
 
     def write_samples(self, path: Path) -> None:
         write_samples(self.model, self.tokenizer_path, path, chat=True)

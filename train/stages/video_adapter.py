@@ -29,8 +29,8 @@ from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
 from train.stage_configs import VideoAdapterConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, parent_entry, resolve_checkpoint,
-                                      shard_list, tokenizer_file)
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, masked_val_loss, parent_entry,
+                                      resolve_checkpoint, shard_list, tokenizer_file)
 from train.stages.video_batches import FrameFeatures, VideoBatcher
 from train.unit import StepOutput
 
@@ -63,16 +63,8 @@ class VideoAdapterUnit:
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
         if self.make_val_loader is None:
             return {}
-        device = next(self.model.parameters()).device
-        total, count = 0.0, 0
-        for i, batch in enumerate(self.make_val_loader()):
-            if i >= max_batches:
-                break
-            batch = {k: v.to(device) for k, v in batch.items()}
-            n = int((batch["targets"] != IGNORE).sum())
-            total += float(cross_entropy(self.logits(model, batch), batch["targets"])) * n
-            count += n
-        return {"val_loss": total / count} if count else {}
+        return masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b),
+                               next(self.model.parameters()).device, max_batches)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"model": self.model.spec(), "parents": self.parents}

@@ -21,8 +21,8 @@ from adapters.policies import POLICIES, apply_policy
 from train.stage_configs import VisionAdapterConfig
 from train.distributed import DistEnv
 from train.stages.image_batches import IGNORE, ImageChatBatcher, vision_config
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, parent_entry, shard_list,
-                                      tokenizer_file)
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, masked_val_loss, parent_entry,
+                                      shard_list, tokenizer_file)
 from train.unit import StepOutput
 from vision.transforms import ImageTransform
 
@@ -46,28 +46,20 @@ class VisionAdapterUnit:
     def frozen_modules(self) -> dict[str, nn.Module]:
         return {}  # the frozen LM is inside `model`: its tensors are checksummed as frozen parameters
 
+    @staticmethod
+    def logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"])
+
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
-        logits = model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"])
         targets = batch["targets"]
-        return StepOutput(loss=cross_entropy(logits, targets), tokens=targets.numel(),
+        return StepOutput(loss=cross_entropy(self.logits(model, batch), targets), tokens=targets.numel(),
                           metrics={"supervised_tokens": float((targets != IGNORE).sum())})
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
         if self.make_val_loader is None:
             return {}
-        device = next(self.model.parameters()).device
-        total, count = 0.0, 0
-        for i, batch in enumerate(self.make_val_loader()):
-            if i >= max_batches:
-                break
-            batch = {k: v.to(device) for k, v in batch.items()}
-            targets = batch["targets"]
-            n = int((targets != IGNORE).sum())
-            if n:
-                logits = model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"])
-                total += float(cross_entropy(logits, targets)) * n
-                count += n
-        return {"val_loss": total / count} if count else {}
+        return masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b),
+                               next(self.model.parameters()).device, max_batches)
 
     def write_samples(self, path: Path) -> None:
         """Greedy captions of a few validation images beside their references."""
