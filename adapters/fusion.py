@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from adapters.cross_attention import CrossAttentionBlock, ImageAttention
 from adapters.projection import VisionProjection
-from adapters.text_loading import adapter_keys, load_text_state_dict
+from adapters.text_loading import adapter_keys, adapter_params, load_text_state_dict
 from text.attention import KVCache
 from text.config import TextConfig
 from text.model import Transformer, tie_output_to_embeddings
@@ -157,7 +157,7 @@ class FusionModel(nn.Module):
 
     def fusion_params(self) -> dict[str, nn.Parameter]:
         """The adapter's own parameters by name (encoder, projection, blocks, new token rows)."""
-        return {n: p for n, p in self.named_parameters() if n.split(".")[0] in FUSION_MODULES}
+        return adapter_params(self, FUSION_MODULES)
 
     def adapter_state_keys(self) -> set[str]:
         return adapter_keys(self, FUSION_MODULES)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from adapters.speech_adapter import SpeechAdapter, build_speech_adapter
-from adapters.text_loading import adapter_keys, load_text_state_dict
+from adapters.text_loading import adapter_keys, adapter_params, load_text_state_dict
 from speech.config import ConformerConfig, SpeechAdapterConfig, SpeechConfig
 from speech.ctc_probe import CTCProbe
 from speech.encoder import ConformerEncoder, build_encoder
@@ -142,7 +142,7 @@ class SpeechFusion(nn.Module):
     def fusion_params(self) -> dict[str, nn.Parameter]:
         """The speech path's own parameters by name: encoder, adapter and the new token rows
         (what the `speech-adapter` stage trains; the LM stays frozen)."""
-        return {n: p for n, p in self.named_parameters() if n.split(".")[0] in SPEECH_FUSION_MODULES}
+        return adapter_params(self, SPEECH_FUSION_MODULES)
 
     def adapter_state_keys(self) -> set[str]:
         return adapter_keys(self, SPEECH_FUSION_MODULES)

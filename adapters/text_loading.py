@@ -18,6 +18,12 @@ def adapter_keys(model: nn.Module, modules: Iterable[str]) -> set[str]:
     return {k for k in model.state_dict() if k.split(".")[0] in modules}
 
 
+def adapter_params(model: nn.Module, modules: Iterable[str]) -> dict[str, nn.Parameter]:
+    """Parameters by name that belong to the adapter modules (top-level names in `modules`)."""
+    modules = tuple(modules)
+    return {n: p for n, p in model.named_parameters() if n.split(".")[0] in modules}
+
+
 def load_text_state_dict(model: nn.Module, state: dict[str, Tensor], modules: Iterable[str]) -> list[str]:
     """Load an LM state dict into `model`; raise unless the missing keys are exactly the
     adapter modules' and none is unexpected. Returns the (adapter) missing keys."""
@@ -31,4 +37,4 @@ def load_text_state_dict(model: nn.Module, state: dict[str, Tensor], modules: It
     return sorted(missing)
 
 
-__all__ = ["adapter_keys", "load_text_state_dict"]
+__all__ = ["adapter_keys", "adapter_params", "load_text_state_dict"]

@@ -30,7 +30,7 @@ from adapters.cross_attention import CrossAttentionBlock, ImageAttention
 from adapters.fusion import (FusionCache, FusionConfig, FusionModel, ImageSpans, build_fusion_model,
                             fusion_schedule, image_attendance)
 from adapters.projection import VisionProjection
-from adapters.text_loading import adapter_keys, load_text_state_dict
+from adapters.text_loading import adapter_keys, adapter_params, load_text_state_dict
 from text.config import TextConfig
 from text.model import Transformer
 from video.config import ResamplerConfig
@@ -78,7 +78,7 @@ class VideoFusionModel(FusionModel):
     # --- parameters and checkpoints -------------------------------------------------------
     def video_params(self) -> dict[str, nn.Parameter]:
         """The video path's own parameters by name (aggregator and video blocks)."""
-        return {n: p for n, p in self.named_parameters() if n.split(".")[0] in VIDEO_MODULES}
+        return adapter_params(self, VIDEO_MODULES)
 
     def video_state_keys(self) -> set[str]:
         return adapter_keys(self, VIDEO_MODULES)
