@@ -57,7 +57,7 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
     _apply_block_options(unit.blocks(), config)
     wrapped = D.wrap_model(model, unit.blocks(), config.dist.strategy, env)
     trainable = [p for p in model.parameters() if p.requires_grad]  # FSDP2 swapped in DTensors
-    optimizer = build_optimizer(model, config.optim)
+    optimizer = build_optimizer(model, config.optim, getattr(unit, "lr_scales", dict)())
     frozen = tensor_checksums(frozen_tensors(model, unit.frozen_modules()))
 
     step, loop_state = 0, {"bad_in_a_row": 0, "skipped": 0, "tokens": 0}
@@ -86,7 +86,7 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
         started = time.perf_counter()
         lr = lr_at(step, tc.steps, config.optim)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         loss_sum, tokens, extra = torch.zeros((), device=env.device), 0, {}
         for micro in range(tc.grad_accum):
             batch, batches = _next_batch(batches, unit.train_loader, env.device)

@@ -11,19 +11,29 @@ from torch import nn
 from train.config import OptimSection
 
 
-def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; matrices decay, vectors (norms) and embeddings do not."""
-    decay, no_decay = [], []
+def build_optimizer(model: nn.Module, config: OptimSection,
+                    lr_scales: dict[str, float] | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; matrices decay, vectors (norms) and embeddings do not.
+
+    `lr_scales` maps a parameter-name pattern (a substring, e.g. "vision_encoder.") to a factor on
+    the scheduled LR for the parameters whose names contain it (the first match wins); each group
+    carries its factor as "lr_scale", which the loop applies at every step.
+    """
+    lr_scales = lr_scales or {}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "embedding" in name else decay).append(p)
-    if not decay and not no_decay:
+        scale = next((f for pattern, f in lr_scales.items() if pattern in name), 1.0)
+        decays = not (p.ndim < 2 or "embedding" in name)
+        groups.setdefault((scale, decays), []).append(p)
+    if not groups:
         raise ValueError("the trainable set is empty: the stage's policy froze every parameter")
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
-                             betas=(config.beta1, config.beta2), eps=config.eps)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0] != 1.0, kv[0][0], not kv[0][1]))
+    return torch.optim.AdamW([{"params": params, "lr_scale": scale,
+                               "weight_decay": config.weight_decay if decays else 0.0}
+                              for (scale, decays), params in ordered],
+                             lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
 
 
 def lr_at(step: int, total: int, config: OptimSection) -> float:

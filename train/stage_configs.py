@@ -101,6 +101,16 @@ class VisionSection:
     and/or "qa" (one of its question–answer pairs)."""
     prompt: str = "Describe the image."
     """The user prompt after `<|image|>` that asks for a caption (eval caption reuses it)."""
+    match_branch_scale: bool = True
+    """Start each cross-attention branch at the size of the LM layer updates beside it
+    (`adapters.branch_scale`); off = the plain N(0, 0.02) init."""
+    encoder_lr_scale: float = 1.0
+    """LR factor of the image encoder (below 1 keeps more of what vision-clip learned)."""
+    gate_lr_scale: float = 1.0
+    """LR factor of the attention gates (above 1 opens them sooner)."""
+    ffn_gate_lr_scale: float = 1.0
+    """LR factor of the FFN gates (below 1 keeps the text-only FFN from learning the captions'
+    language before the attention has learned to read the image)."""
 
 
 @dataclass(kw_only=True)
@@ -131,6 +141,13 @@ class VideoSection:
     cache_features: bool = True
     """Keep each clip's frozen frame features in memory after its first read, so later epochs
     skip decoding and image encoding (~140 KB per tiny clip)."""
+    match_branch_scale: bool = True
+    """Start each video cross-attention branch at the size of the LM layer updates beside it
+    (`adapters.branch_scale`); off = the plain N(0, 0.02) init."""
+    gate_lr_scale: float = 1.0
+    """LR factor of the video attention gates."""
+    ffn_gate_lr_scale: float = 1.0
+    """LR factor of the video FFN gates."""
 
 
 @dataclass(kw_only=True)

@@ -38,7 +38,11 @@ class StepOutput:
 
 
 class TrainUnit(Protocol):
-    """One training stage."""
+    """One training stage.
+
+    Optional: `lr_scales() -> dict[str, float]`, parameter-name patterns whose LR is the
+    scheduled LR times a factor (`train.optim.build_optimizer`).
+    """
 
     model: nn.Module
     """The stage's module. Parameters with requires_grad are the trainable set (chosen by the

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from adapters.branch_scale import match_branch_scale
 from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import apply_policy, video_adapter_policy
 from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
@@ -39,9 +40,13 @@ class VideoAdapterUnit:
     """Masked next-token CE on captions, with one clip attached per row."""
 
     def __init__(self, model: VideoFusionModel, train_loader, make_val_loader, tokenizer_path: Path | None,
-                 parents: list[dict]):
+                 parents: list[dict], lr_scales: dict[str, float]):
         self.model, self.train_loader, self.make_val_loader = model, train_loader, make_val_loader
         self.tokenizer_path, self.parents = tokenizer_path, parents
+        self._lr_scales = lr_scales
+
+    def lr_scales(self) -> dict[str, float]:
+        return self._lr_scales
 
     def blocks(self) -> list[nn.Module]:
         return list(self.model.layers)
@@ -61,13 +66,26 @@ class VideoAdapterUnit:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
+        """val_loss, and video_gain: how much worse the loss gets when each sample is shown the
+        next sample's clip (near 0: the captions' language is learned, the clip is not read)."""
         if self.make_val_loader is None:
             return {}
-        return masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b),
-                               next(self.model.parameters()).device, max_batches)
+        device = next(self.model.parameters()).device
+        real = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b), device, max_batches)
+        swapped = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, swap_clips(b)), device,
+                                  max_batches)
+        if real and swapped:
+            real["video_gain"] = swapped["val_loss"] - real["val_loss"]
+        return real
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"model": self.model.spec(), "parents": self.parents}
+
+
+def swap_clips(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The batch with every sample's clip replaced by the next sample's."""
+    keys = ("video", "video_ratio_ids", "video_features")
+    return {k: t.roll(1, 0) if k in keys and t is not None else t for k, t in batch.items()}
 
 
 def build_model(config: VideoAdapterConfig, env: DistEnv, vocab_size: int) -> tuple[VideoFusionModel, list[dict]]:
@@ -108,8 +126,14 @@ def build(config: VideoAdapterConfig, env: DistEnv) -> VideoAdapterUnit:
                             seed=seed, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None
+    if v.match_branch_scale:  # before training; a resumed run then loads its trained weights over it
+        batch = next(iter(batcher(d.train_split, config.run.seed + 1, epochs=1)))
+        batch = {k: t.to(env.device) if torch.is_tensor(t) else t for k, t in batch.items()}
+        match_branch_scale(model.layers, {i: model.video_cross_attention_layers[str(i)] for i in model.video_schedule},
+                           lambda: VideoAdapterUnit.logits(model, batch))
+    lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale}
     return VideoAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
-                            parents)
+                            parents, {k: f for k, f in lr_scales.items() if f != 1.0})
 
 
-__all__ = ["VideoAdapterUnit", "build_model", "build"]
+__all__ = ["VideoAdapterUnit", "build_model", "swap_clips", "build"]

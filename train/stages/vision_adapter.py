@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from adapters.branch_scale import match_branch_scale
 from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import POLICIES, apply_policy
 from train.stage_configs import VisionAdapterConfig
@@ -34,9 +35,13 @@ class VisionAdapterUnit:
     """Masked next-token CE through the fused model; only the adapter trains."""
 
     def __init__(self, model: FusionModel, train_loader: ImageChatBatcher, make_val_loader, tokenizer_path: Path | None,
-                 parents: list[dict], prompt: str):
+                 parents: list[dict], prompt: str, lr_scales: dict[str, float]):
         self.model, self.train_loader, self.make_val_loader = model, train_loader, make_val_loader
         self.tokenizer_path, self.parents, self.prompt = tokenizer_path, parents, prompt
+        self._lr_scales = lr_scales
+
+    def lr_scales(self) -> dict[str, float]:
+        return self._lr_scales
 
     def blocks(self) -> list[nn.Module]:
         m = self.model
@@ -56,10 +61,18 @@ class VisionAdapterUnit:
                           metrics={"supervised_tokens": float((targets != IGNORE).sum())})
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
+        """val_loss, and image_gain: how much worse the loss gets when each sample is shown
+        another sample's image (images rolled by one in the batch). Near 0 means the adapter
+        has learned the captions' language but does not read the picture."""
         if self.make_val_loader is None:
             return {}
-        return masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b),
-                               next(self.model.parameters()).device, max_batches)
+        device = next(self.model.parameters()).device
+        real = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b), device, max_batches)
+        swapped = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, swap_images(b)), device,
+                                  max_batches)
+        if real and swapped:
+            real["image_gain"] = swapped["val_loss"] - real["val_loss"]
+        return real
 
     def write_samples(self, path: Path) -> None:
         """Greedy captions of a few validation images beside their references."""
@@ -79,6 +92,11 @@ class VisionAdapterUnit:
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"model": self.model.spec(), "parents": self.parents}
+
+
+def swap_images(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The batch with every sample's image(s) replaced by the next sample's."""
+    return {**batch, "images": batch["images"].roll(1, 0), "ratio_ids": batch["ratio_ids"].roll(1, 0)}
 
 
 def load_encoder_init(config: VisionAdapterConfig) -> tuple[nn.Module, dict]:
@@ -126,8 +144,15 @@ def build(config: VisionAdapterConfig, env: DistEnv) -> VisionAdapterUnit:
                                 world_size=env.world_size, seed=seed, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1)) if d.val_split else None
+    if v.match_branch_scale:  # before training; a resumed run then loads its trained weights over it
+        batch = next(iter(batcher(d.train_split, config.run.seed + 1, epochs=1)))
+        batch = {k: t.to(env.device) for k, t in batch.items()}
+        match_branch_scale(model.layers, {i: model.cross_attention_layers[str(i)] for i in model.schedule},
+                           lambda: VisionAdapterUnit.logits(model, batch))
+    lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale,
+                 "vision_encoder.": v.encoder_lr_scale}
     return VisionAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
-                             parents, v.prompt)
+                             parents, v.prompt, {k: f for k, f in lr_scales.items() if f != 1.0})
 
 
-__all__ = ["VisionAdapterUnit", "build_fused", "load_encoder_init", "build"]
+__all__ = ["VisionAdapterUnit", "build_fused", "load_encoder_init", "swap_images", "build"]
