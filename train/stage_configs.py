@@ -101,6 +101,9 @@ class VisionSection:
     and/or "qa" (one of its question–answer pairs)."""
     prompt: str = "Describe the image."
     """The user prompt after `<|image|>` that asks for a caption (eval caption reuses it)."""
+    captions: str = "any"
+    """Captions a sample trains on: "any" of its references, or its "first" (canonical) one, so
+    a short run learns one way to say it instead of hedging between word orders."""
     match_branch_scale: bool = True
     """Start each cross-attention branch at the size of the LM layer updates beside it
     (`adapters.branch_scale`); off = the plain N(0, 0.02) init."""

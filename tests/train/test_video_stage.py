@@ -65,6 +65,7 @@ def test_stage_trains_only_the_video_path_and_writes_a_loadable_checkpoint(video
 
     rows = [json.loads(line) for line in (video_run / "metrics.jsonl").read_text().splitlines()]
     assert any("val_loss" in r for r in rows) and all(r.get("loss", 0) == r.get("loss", 0) for r in rows)
+    assert all("video_gain" in r for r in rows if "val_loss" in r)  # real vs swapped clips
     ckpt = video_run / "checkpoints" / "step_00000006"
     meta = json.loads((ckpt / "meta.json").read_text())
     assert meta["model"]["arch"] == "llama3-video"

@@ -126,6 +126,19 @@ def test_adapter_stage_trains_only_the_adapter(adapter_run, text_lm, clip_run):
     tokenizer = Path(meta["config"]["run"]["dir"]) / "checkpoints" / "latest"
     assert (tokenizer.parent / tokenizer.read_text().strip() / "tokenizer.json").is_file()
     assert "generated:" in (adapter_run / "samples.txt").read_text()
+    evals = [r for r in _rows(adapter_run) if "val_loss" in r]
+    assert evals and all("image_gain" in r for r in evals)  # real vs swapped images, every evaluation
+
+
+def test_prompt_answers_first_caption_and_qa():
+    from train.stages.image_batches import prompt_answers
+
+    meta = {"captions": ["a dog left of a cat", "a cat right of a dog"], "qa": [{"q": "What colour?", "a": "red"}]}
+    assert prompt_answers(meta, ["caption"], "Describe.") == [("Describe.", c) for c in meta["captions"]]
+    assert prompt_answers(meta, ["caption", "qa"], "Describe.", "first") == [
+        ("Describe.", "a dog left of a cat"), ("What colour?", "red")]
+    with pytest.raises(ValueError, match="unknown caption choice 'best'"):
+        prompt_answers(meta, ["caption"], "Describe.", "best")
 
 
 def test_caption_eval_writes_scores_and_refuses_clip(adapter_run, clip_run, image_shards, tmp_path, capsys):

@@ -29,6 +29,8 @@ IGNORE = -100
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")
 TASKS = ("caption", "qa")
 """What a sample can be turned into: its caption(s) after the describe prompt, or its QA pairs."""
+CAPTION_CHOICES = ("any", "first")
+"""Which captions a sample may answer with: any of them, or its first (canonical) one only."""
 
 
 def vision_config(preset: str, *, tile_size: int = 0, max_tiles: int = 0):
@@ -59,15 +61,18 @@ def image_reader(shards: Sequence[Path], *, rank: int, world_size: int, seed: in
                        decode=decode_image_sample, required=("json",))
 
 
-def prompt_answers(meta: dict[str, Any], tasks: Sequence[str], describe: str) -> list[tuple[str, str]]:
-    """The (prompt, answer) turns a sample offers: (describe, caption) per caption for "caption",
-    (question, answer) per pair for "qa"."""
+def prompt_answers(meta: dict[str, Any], tasks: Sequence[str], describe: str,
+                   captions: str = "any") -> list[tuple[str, str]]:
+    """The (prompt, answer) turns a sample offers: (describe, caption) per caption for "caption"
+    (`captions="first"`: its first caption only), (question, answer) per pair for "qa"."""
+    if captions not in CAPTION_CHOICES:
+        raise ValueError(f"unknown caption choice {captions!r}; choose from {', '.join(CAPTION_CHOICES)}")
     unknown = set(tasks) - set(TASKS)
     if unknown:
         raise ValueError(f"unknown image task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
     turns = []
     if "caption" in tasks:
-        turns += [(describe, c) for c in meta.get("captions", [])]
+        turns += [(describe, c) for c in meta.get("captions", [])[: 1 if captions == "first" else None]]
     if "qa" in tasks:
         turns += [(qa["q"], qa["a"]) for qa in meta.get("qa", [])]
     return turns
@@ -158,13 +163,13 @@ class ImageChatBatcher(_ImageBatcher):
     """Chat turns about an image; each sample contributes one (prompt, answer) of `tasks`."""
 
     def __init__(self, shards: Sequence[Path], tokenizer, transform: ImageTransform, *, seq_len: int,
-                 tasks: Sequence[str], describe: str, **kw):
+                 tasks: Sequence[str], describe: str, captions: str = "any", **kw):
         from text.chat_format import ChatFormat
 
         super().__init__(shards, transform, **kw)
         self.chat, self.pad_id = ChatFormat(tokenizer), tokenizer.pad_id
-        self.seq_len, self.tasks, self.describe = seq_len, tuple(tasks), describe
-        prompt_answers({}, self.tasks, describe)  # unknown task names fail here, not mid-run
+        self.seq_len, self.tasks, self.describe, self.captions = seq_len, tuple(tasks), describe, captions
+        prompt_answers({}, self.tasks, describe, captions)  # unknown names fail here, not mid-run
 
     def encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
         tokens, mask = image_prompt(self.chat, prompt, answer)
@@ -174,7 +179,7 @@ class ImageChatBatcher(_ImageBatcher):
     def make_batch(self, samples: list[dict[str, Any]], tiles: list[Tiles]) -> dict[str, Tensor]:
         rows = []
         for s in samples:
-            turns = prompt_answers(s["json"], self.tasks, self.describe)
+            turns = prompt_answers(s["json"], self.tasks, self.describe, self.captions)
             if not turns:
                 raise ValueError(f"{s['shard']}: key {s['key']}: no captions or QA for tasks {self.tasks}")
             rows.append(self.encode(*choose(turns, self.seed, s["epoch"], s["key"])))
@@ -184,5 +189,5 @@ class ImageChatBatcher(_ImageBatcher):
         return {**pad_rows(rows, self.pad_id), "images": images, "ratio_ids": ratio_ids}
 
 
-__all__ = ["vision_config", "CaptionBatcher", "ImageChatBatcher", "TASKS", "IGNORE", "decode_image_sample", "prompt_answers",
+__all__ = ["vision_config", "CaptionBatcher", "ImageChatBatcher", "TASKS", "CAPTION_CHOICES", "IGNORE", "decode_image_sample", "prompt_answers",
            "image_prompt", "choose", "caption_batch", "pad_token_rows", "image_reader"]

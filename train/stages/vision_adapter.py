@@ -140,7 +140,7 @@ def build(config: VisionAdapterConfig, env: DistEnv) -> VisionAdapterUnit:
 
     def batcher(split: str, seed: int, **kw) -> ImageChatBatcher:
         return ImageChatBatcher(shard_list(config, split), tokenizer, transform, seq_len=d.seq_len,
-                                tasks=v.tasks, describe=v.prompt, batch_size=d.batch_size, rank=env.rank,
+                                tasks=v.tasks, describe=v.prompt, captions=v.captions, batch_size=d.batch_size, rank=env.rank,
                                 world_size=env.world_size, seed=seed, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1)) if d.val_split else None
