@@ -14,7 +14,7 @@ import os
 import sys
 
 # Order is the order of `herd --help`.
-COMMAND_MODULES = ("data.cli", "text.cli", "train.cli", "eval.cli", "chat.cli")
+COMMAND_MODULES = ("data.cli", "text.cli", "text.scaling_cli", "train.cli", "eval.cli", "chat.cli")
 
 
 class UsageError(Exception):

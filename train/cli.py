@@ -22,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Train one stage; options come from its typed config.")
     add_stage_parsers(parser.add_subparsers(dest="stage", metavar="STAGE", required=True))
     from train.assemble import register_commands
+    from train.rs import register_commands as register_rs
 
     register_commands(subparsers)
+    register_rs(subparsers)
 
 
 def add_stage_parsers(stages: argparse._SubParsersAction) -> None:

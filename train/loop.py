@@ -124,6 +124,8 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
             loop_state["bad_in_a_row"] = 0
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if hasattr(unit, "after_step"):  # optional hook, e.g. Polyak averaging while annealing
+            unit.after_step(step)
         tokens = int(D.all_reduce_sum(tokens, env.device))
         loop_state["tokens"] += tokens
         elapsed = time.perf_counter() - started
@@ -139,7 +141,7 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
             bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}")
 
         out_of_time = deadline is not None and D.any_rank(time.monotonic() > deadline, env.device)
-        final = step >= tc.steps or out_of_time
+        final = step >= tc.steps or out_of_time or _unit_finished(unit, env)
         if step % rc.log_every == 0 or final:
             last = _flush_window(window, env, lr=lr, grad_norm=float(grad_norm), loop_state=loop_state)
             logger.log(step, last)
@@ -149,6 +151,7 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
                 last.update(val)
                 logger.log(step, val)
                 _info(env, f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()), bar)
+            final = final or _unit_finished(unit, env)  # a criterion this evaluation decided
         every = config.checkpoint.every
         if (every and step % every == 0) or final:
             verify_frozen(frozen, model, unit.frozen_modules(), f"by step {step}")
@@ -170,6 +173,13 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
         bar.close()
     logger.close()
     return last
+
+
+def _unit_finished(unit: TrainUnit, env: D.DistEnv) -> bool:
+    """A unit may end its stage early by a criterion of its own (`finished()`, e.g. long-context
+    extension once short-context perplexity has recovered); units without one never do. Any rank
+    finishing ends every rank, so no rank waits on a collective the others left."""
+    return hasattr(unit, "finished") and D.any_rank(bool(unit.finished()), env.device)
 
 
 def tc_clip(config: RunConfig) -> float:

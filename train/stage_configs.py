@@ -213,6 +213,70 @@ class SpeechAdapterConfig(RunConfig):
     """Speech path options."""
 
 
+@dataclass(kw_only=True)
+class LongContextSection:
+    """Context-length extension by stages (llama3-spec §1.4), scaled down."""
+
+    lengths: list[int] = field(default_factory=lambda: [1024, 4096])
+    """Sequence length of each extension phase, in order; data.seq_len is the pre-extension length
+    that short-context validation uses."""
+    min_steps: int = 20
+    """Optimizer steps each phase runs before its finish criterion is checked."""
+    max_steps: int = 60
+    """A phase that has not recovered after this many steps moves on anyway (reported, not hidden)."""
+    tokens_per_step: int = 4096
+    """Tokens per micro-batch at every length: batch size = tokens_per_step / length (at least 1)."""
+    recover_tolerance: float = 0.02
+    """Finish criterion: short-context validation perplexity within this fraction of the
+    pre-extension model's."""
+    rope_theta: float = 500000.0
+    """RoPE base frequency of the extended model."""
+    rope_factor: float = 8.0
+    """Llama 3.1 frequency scaling factor (1 = no scaling)."""
+    min_doc_chars: int = 4000
+    """Train on documents at least this long (whole chapters); 0 = every document."""
+
+
+@dataclass(kw_only=True)
+class LongContextConfig(RunConfig):
+    """`text-longctx`: continued pretraining that grows the context phase by phase."""
+
+    longctx: LongContextSection = field(default_factory=LongContextSection)
+    """Extension phases and their finish criterion."""
+
+
+@dataclass(kw_only=True)
+class AnnealSection:
+    """The last phase of pretraining (llama3-spec §1.5)."""
+
+    tokens: int = 0
+    """Anneal the LR linearly to zero over this many training tokens: sets train.steps to
+    tokens / (data.batch_size × data.seq_len × train.grad_accum), the tokens of one rank; 0 = keep
+    train.steps."""
+    upsample_source: str = "austen"
+    """Documents whose json `source` is this are up-sampled (the high-quality source)."""
+    upsample_weight: float = 0.3
+    """Fraction of each batch's rows drawn from the up-sampled source."""
+    average_every: int = 10
+    """Take a checkpoint into the Polyak average every this many steps (and at the last step)."""
+
+
+@dataclass(kw_only=True)
+class AnnealConfig(RunConfig):
+    """`text-anneal`: linear LR decay to zero with an up-sampled source and a Polyak average."""
+
+    anneal: AnnealSection = field(default_factory=AnnealSection)
+    """Annealing options."""
+
+    def __post_init__(self) -> None:
+        if self.anneal.tokens > 0:
+            per_step = self.data.batch_size * self.data.seq_len * self.train.grad_accum
+            self.train.steps = max(1, -(-self.anneal.tokens // per_step))
+        if not 0 <= self.anneal.upsample_weight <= 1:
+            raise ValueError(f"anneal.upsample_weight must be in [0, 1], got {self.anneal.upsample_weight}")
+
+
 __all__ = ["PretrainConfig", "SFTConfig", "SFTSection", "DPOConfig", "DPOSection", "ClipSection",
            "VisionClipConfig", "VisionSection", "VisionAdapterConfig", "VideoSection", "VideoAdapterConfig",
-           "BestRQSection", "SpeechBestRQConfig", "SpeechSection", "SpeechAdapterConfig"]
+           "BestRQSection", "SpeechBestRQConfig", "SpeechSection", "SpeechAdapterConfig",
+           "LongContextSection", "LongContextConfig", "AnnealSection", "AnnealConfig"]

@@ -10,8 +10,9 @@ import importlib
 from dataclasses import dataclass
 
 from train.config import RunConfig
-from train.stage_configs import (DPOConfig, PretrainConfig, SFTConfig, SpeechAdapterConfig, SpeechBestRQConfig,
-                                 VideoAdapterConfig, VisionAdapterConfig, VisionClipConfig)
+from train.stage_configs import (AnnealConfig, DPOConfig, LongContextConfig, PretrainConfig, SFTConfig,
+                                 SpeechAdapterConfig, SpeechBestRQConfig, VideoAdapterConfig, VisionAdapterConfig,
+                                 VisionClipConfig)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("video-adapter", VideoAdapterConfig, "train.stages.video_adapter"),
     Stage("speech-bestrq", SpeechBestRQConfig, "train.stages.speech_bestrq"),
     Stage("speech-adapter", SpeechAdapterConfig, "train.stages.speech_adapter"),
+    Stage("text-longctx", LongContextConfig, "train.stages.text_longctx"),
+    Stage("text-anneal", AnnealConfig, "train.stages.text_anneal"),
 )}
 
 
