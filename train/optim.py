@@ -17,7 +17,7 @@ def build_optimizer(model: nn.Module, config: OptimSection,
 
     `lr_scales` maps a parameter-name pattern (a substring, e.g. "vision_encoder.") to a factor on
     the scheduled LR for the parameters whose names contain it (the first match wins); each group
-    carries its factor as "lr_scale", which the loop applies at every step.
+    carries its factor as "lr_scale" (absent = 1), which the loop applies at every step.
     """
     lr_scales = lr_scales or {}
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
@@ -30,8 +30,10 @@ def build_optimizer(model: nn.Module, config: OptimSection,
     if not groups:
         raise ValueError("the trainable set is empty: the stage's policy froze every parameter")
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0] != 1.0, kv[0][0], not kv[0][1]))
-    return torch.optim.AdamW([{"params": params, "lr_scale": scale,
-                               "weight_decay": config.weight_decay if decays else 0.0}
+    # Unscaled groups carry no "lr_scale" key, so their optimizer state matches (and resumes)
+    # checkpoints written before LR factors existed.
+    return torch.optim.AdamW([{"params": params, "weight_decay": config.weight_decay if decays else 0.0,
+                               **({"lr_scale": scale} if scale != 1.0 else {})}
                               for (scale, decays), params in ordered],
                              lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
 
