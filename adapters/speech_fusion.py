@@ -136,7 +136,8 @@ class SpeechFusion(nn.Module):
         speech = {"encoder": self.speech_encoder.config, "adapter": self.speech_adapter.config}
         return {"arch": "llama3-speech", "text": self.config.to_dict(),
                 "speech": {k: dataclasses.asdict(v) for k, v in speech.items()},
-                "ctc_head": self.ctc_head is not None}
+                "ctc_head": self.ctc_head is not None,
+                "ctc_upsample": self.ctc_head.upsample if self.ctc_head is not None else 1}
 
     # --- parameters and checkpoints -------------------------------------------------------
     def fusion_params(self) -> dict[str, nn.Parameter]:
@@ -204,12 +205,14 @@ class SpeechFusion(nn.Module):
                                              cache=cache.text if cache is not None else None)
 
 
-def build_speech_fusion(lm: Transformer, config: SpeechConfig, *, ctc_head: bool = False) -> SpeechFusion:
+def build_speech_fusion(lm: Transformer, config: SpeechConfig, *, ctc_head: bool = False,
+                        ctc_upsample: int = 1) -> SpeechFusion:
     """Wrap `lm` with a fresh encoder and adapter for the speech preset `config` (and, with
-    `ctc_head`, a linear character-CTC head on the encoder frames)."""
+    `ctc_head`, a linear character-CTC head on the encoder frames, `ctc_upsample` steps per frame)."""
     encoder = build_encoder(config.encoder)
     adapter = build_speech_adapter(config.adapter, enc_dim=config.encoder.dim, lm_dim=lm.config.dim)
-    return SpeechFusion(lm, encoder, adapter, CTCProbe(config.encoder.dim) if ctc_head else None)
+    head = CTCProbe(config.encoder.dim, upsample=ctc_upsample) if ctc_head else None
+    return SpeechFusion(lm, encoder, adapter, head)
 
 
 def from_spec(spec: dict[str, Any]) -> SpeechFusion:
@@ -217,7 +220,8 @@ def from_spec(spec: dict[str, Any]) -> SpeechFusion:
     lm = Transformer(TextConfig.from_dict(spec["text"]))
     speech = SpeechConfig(encoder=ConformerConfig(**spec["speech"]["encoder"]),
                           adapter=SpeechAdapterConfig(**spec["speech"]["adapter"]))
-    return build_speech_fusion(lm, speech, ctc_head=bool(spec.get("ctc_head", False)))
+    return build_speech_fusion(lm, speech, ctc_head=bool(spec.get("ctc_head", False)),
+                               ctc_upsample=int(spec.get("ctc_upsample", 1)))
 
 
 __all__ = ["N_EXTRA_TOKENS", "SPEECH_FUSION_MODULES", "SPEECH_START_OFFSET", "SPEECH_END_OFFSET",

@@ -5,8 +5,13 @@ Tasks, each a user turn and the reference assistant answer (llama3-spec §1.6, s
 - `define`   — "What does X mean?" → the WordNet gloss of X;
 - `fortune`  — "Tell me a fortune." → one fortune;
 - `continue` — "Continue this passage: …" → the next sentence of an Austen / Moby-Dick chapter;
-- `repeat`   — "Repeat after me: S" → S verbatim (Harvard sentences and short novel sentences).
-  The copy task matters later: a frozen LM that copies well makes the speech adapter's job easy.
+- `repeat`   — "Repeat after me: S" → S verbatim (Harvard sentences and short novel sentences);
+- `copy`     — "Repeat after me: w1 … wk" (or the speech stage's "Repeat after me in English: …") →
+  the same k random words of the split's sentences: a string no language-model prior predicts, so
+  only attending back to the prompt lowers the loss (preset `tiny-copy`).
+  The copy tasks matter later: the speech adapter's outputs enter the frozen LM as prompt
+  embeddings, and an LM that cannot copy from its prompt cannot transcribe them (the tiny LM
+  pretrained on 1.6M tokens has no induction heads; the SFT mix must create them).
 
 Preference pairs take the same prompts with chosen = the reference answer and rejected = a
 corrupted one: another word's gloss, a copy with dropped/swapped words, a sentence from elsewhere,
@@ -33,6 +38,9 @@ __all__ = ["build", "make_dialogues", "make_pairs", "PRESETS"]
 
 PRESETS = {
     "tiny": {"define": 2500, "fortune": 600, "continue": 1500, "repeat": 2500, "dpo_fraction": 0.5},
+    # tiny + random-word copies: 181 SFT steps on it did not yet teach the tiny LM to copy (0 % exact)
+    "tiny-copy": {"define": 2500, "fortune": 600, "continue": 1500, "repeat": 4000, "copy": 4000,
+                  "dpo_fraction": 0.5},
     "full": {"define": 60000, "fortune": 8000, "continue": 30000, "repeat": 30000, "dpo_fraction": 0.5},
 }
 """Dialogues per task across all splits (fewer when the corpus has fewer), and the share of them
@@ -42,6 +50,9 @@ SPLITS = ("train", "validation", "test")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 _DEFINE_PROMPTS = ("What does {w} mean?", "What does the word \"{w}\" mean?", "Define {w}.", "What is meant by {w}?")
 _FORTUNE_PROMPTS = ("Tell me a fortune.", "Give me a fortune cookie saying.", "Say something wise.")
+_COPY_PROMPTS = ("Repeat after me:", "Repeat after me in English:")
+_COPY_WORDS = (3, 14)
+"""Words per `copy` dialogue (inclusive range): Harvard sentences have 5–12."""
 
 
 def _sentences(text: str) -> list[str]:
@@ -85,6 +96,10 @@ def make_dialogues(docs_by_split: dict[str, list], seed: int, sizes: dict[str, i
         for s in short[: int(sizes["repeat"] * share) or 1]:
             s = s.strip()
             items.append(_dialogue("repeat", f"Repeat after me: {s}", s))
+        words = [w for s in short for w in s.split()]
+        for _ in range(int(sizes.get("copy", 0) * share) if words else 0):
+            s = " ".join(rng.choice(words) for _ in range(rng.randint(*_COPY_WORDS)))
+            items.append(_dialogue("copy", f"{rng.choice(_COPY_PROMPTS)} {s}", s))
         rng.shuffle(items)
         out[split] = items
     return out
@@ -99,7 +114,7 @@ def corrupt(item: dict, pool: list[dict], rng: random.Random) -> str:
     """A plausible but worse answer to item's prompt."""
     answer, task = item["answer"], item["task"]
     words = answer.split()
-    if task == "repeat" and len(words) > 3:
+    if task in ("repeat", "copy") and len(words) > 3:
         i = rng.randrange(len(words) - 1)
         if rng.random() < 0.5:
             words[i], words[i + 1] = words[i + 1], words[i]

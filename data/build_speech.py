@@ -13,7 +13,10 @@ espeak's 22.05 kHz is resampled to 16 kHz with `scipy.signal.resample_poly` (320
 
 Splits never share a voice or a prompt:
 - prompts: the 72 Harvard lists of ten are split by list (`stable_fraction("harvard", list)`: ~10 %
-  test, ~7 % validation, the rest train);
+  test, ~7 % validation, the rest train); a `novel_fraction` of the train utterances instead speak
+  a short sentence of the train-split novels (Austen, Moby-Dick; `data.build_text.assign_split`):
+  ~500 Harvard sentences are too few words for a recogniser that must spell sentences it never
+  heard;
 - espeak variants: `stable_fraction("variant", v)` < 0.15 → test, < 0.25 → validation, else train;
 - accents `TEST_ONLY_ACCENTS` (Caribbean, Scottish) appear only in test (flite's Scottish `awb`
   too); flite `slt` is validation-only, kal/kal16/rms train-only.
@@ -26,11 +29,12 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -58,6 +62,8 @@ class SpeechPreset:
     """Utterances per split."""
     flite_fraction: float
     """Share of utterances synthesised by flite (the rest by espeak-ng)."""
+    novel_fraction: float = 0.0
+    """Share of train utterances that speak a novel sentence instead of a Harvard sentence."""
     workers: int
     """Synthesis processes."""
 
@@ -66,7 +72,7 @@ PRESETS = {
     "micro": SpeechPreset(utterances={"train": 12, "validation": 4, "test": 8}, flite_fraction=0.25, workers=1),
     "tiny": SpeechPreset(utterances={"train": 1500, "validation": 150, "test": 300}, flite_fraction=0.15, workers=2),
     "full": SpeechPreset(utterances={"train": 30000, "validation": 1000, "test": 2000}, flite_fraction=0.15,
-                         workers=2),
+                         novel_fraction=0.6, workers=2),
 }
 
 
@@ -112,15 +118,29 @@ def prompt_splits(sentences: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def novel_sentences(cache: Path, seed: int = 0) -> list[str]:
+    """Short plain sentences (5–14 words, letters and basic punctuation) of the novels' train split."""
+    from data.build_chat import _sentences
+    from data.build_text import assign_split
+    from data.text_sources import austen, moby_dick
+
+    keep = re.compile(r"[A-Za-z][A-Za-z ,.;'!?-]*")
+    out = {s for doc in austen(cache) + moby_dick(cache) if assign_split(doc, seed) == "train"
+           for s in _sentences(doc.text) if keep.fullmatch(s) and 5 <= len(s.split()) <= 14}
+    return sorted(out)
+
+
 def plan(split: str, count: int, prompts: list[str], variants: list[str], flite_fraction: float,
-         rng: np.random.Generator) -> list[Utterance]:
-    """Draw `count` utterances of `split`: prompt, engine, voice, accent, pitch, speed, augmentation."""
+         rng: np.random.Generator, extra_prompts: Sequence[str] = (), extra_fraction: float = 0.0) -> list[Utterance]:
+    """Draw `count` utterances of `split`: prompt, engine, voice, accent, pitch, speed, augmentation
+    (an `extra_fraction` of the prompts from `extra_prompts`)."""
     mine = [v for v in variants if variant_split(v) == split]
     accents = [a for a in ACCENTS if a not in TEST_ONLY_ACCENTS]
     flite = [v for v, (_, s) in FLITE_VOICES.items() if s == split]
     out = []
     for i in range(count):
-        text = prompts[int(rng.integers(len(prompts)))]
+        source = extra_prompts if extra_prompts and rng.random() < extra_fraction else prompts
+        text = source[int(rng.integers(len(source)))]
         augment = ""
         if split == "train":
             u = rng.random()
@@ -296,13 +316,17 @@ def build(out_dir: Path, *, preset: str, seed: int, cache: Path) -> dict:
         raise ValueError(f"unknown speech preset {preset!r} (have {', '.join(PRESETS)})")
     cfg = PRESETS[preset]
     out_dir = Path(out_dir)
-    fetch_debian("r-cran-stringr", cache)
+    packages = ["r-cran-stringr"] + (["r-cran-janeaustenr", "r-cran-tokenizers"] if cfg.novel_fraction else [])
+    for package in packages:
+        fetch_debian(package, cache)
     prompts = prompt_splits(harvard_sentences(cache))
+    novels = novel_sentences(cache, seed) if cfg.novel_fraction else []
     variants = espeak_variants()
     splits, stats = {}, {}
     for index, split in enumerate(SPLITS):
         rng = np.random.default_rng([seed, 200 + index])
-        utterances = plan(split, cfg.utterances[split], prompts[split], variants, cfg.flite_fraction, rng)
+        utterances = plan(split, cfg.utterances[split], prompts[split], variants, cfg.flite_fraction, rng,
+                          novels if split == "train" else [], cfg.novel_fraction)
         seconds: dict = {}
         splits[split] = write_shards(synthesized_samples(utterances, cfg.workers, seconds=seconds), out_dir, split,
                                      max_size=64 << 20, max_count=5000)
@@ -316,7 +340,9 @@ def build(out_dir: Path, *, preset: str, seed: int, cache: Path) -> dict:
              "split_rules": {"prompts": "Harvard lists by stable_fraction('harvard', list): <0.10 test, <0.17 "
                                         "validation", "variants": "stable_fraction('variant', v): <0.15 test, "
                                         "<0.25 validation", "test_only_accents": list(TEST_ONLY_ACCENTS),
-                             "flite": {v: s for v, (_, s) in FLITE_VOICES.items()}}}
-    srcs = sources(cache, ["r-cran-stringr"]) + [{k: r[k] for k in ("name", "version", "licence")} for r in system]
+                             "flite": {v: s for v, (_, s) in FLITE_VOICES.items()},
+                             "novel_sentences": f"{cfg.novel_fraction:.0%} of train utterances, train-split "
+                                                "novels only"}}
+    srcs = sources(cache, packages) + [{k: r[k] for k in ("name", "version", "licence")} for r in system]
     write_manifest(out_dir, kind="speech", splits=splits, sources=srcs, extra=extra)
     return read_manifest(out_dir)

@@ -5,6 +5,10 @@ character classifier reads transcripts off its frames, against the same probe on
     frames, lengths = frozen_features(encoder, feats, feat_lengths)
     loss = probe.loss(frames, lengths, ["hello world", …])
     texts = probe.decode(frames, lengths)           # greedy: best path, repeats merged, blanks dropped
+
+With `upsample=k` each 40 ms frame emits k CTC steps (one linear to k·|vocab|, split in time): fast
+speech has nearly as many characters as 40 ms frames (espeak at 200 words/min: ~18 characters
+per second against 25 frames), and CTC needs room for blanks between repeated letters.
 """
 
 from __future__ import annotations
@@ -47,29 +51,32 @@ def frozen_features(encoder: nn.Module, feats: Tensor, lengths: Tensor) -> tuple
 
 
 class CTCProbe(nn.Module):
-    """One linear layer: frames [B, T, dim] → log-probabilities [B, T, |vocab|] over chars + blank."""
+    """One linear layer: frames [B, T, dim] → log-probabilities [B, T·upsample, |vocab|] over chars + blank."""
 
-    def __init__(self, dim: int, vocab: CharVocab | None = None):
+    def __init__(self, dim: int, vocab: CharVocab | None = None, *, upsample: int = 1):
         super().__init__()
         self.vocab = vocab or CharVocab()
-        self.proj = nn.Linear(dim, len(self.vocab))
+        self.upsample = upsample
+        self.proj = nn.Linear(dim, upsample * len(self.vocab))
 
     def forward(self, frames: Tensor) -> Tensor:
-        return F.log_softmax(self.proj(frames).float(), dim=-1)
+        B, T, _ = frames.shape
+        logits = self.proj(frames).float().view(B, T * self.upsample, len(self.vocab))
+        return F.log_softmax(logits, dim=-1)
 
     def loss(self, frames: Tensor, lengths: Tensor, texts: list[str]) -> Tensor:
         """Mean CTC loss per target character over the batch."""
         targets = [torch.tensor(self.vocab.encode(t), dtype=torch.long) for t in texts]
         target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
         flat = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)
-        log_probs = self(frames).transpose(0, 1)  # [T, B, V] as F.ctc_loss wants
-        return F.ctc_loss(log_probs, flat.to(frames.device), lengths, target_lengths.to(lengths.device),
-                          blank=0, zero_infinity=True)
+        log_probs = self(frames).transpose(0, 1)  # [T·upsample, B, V] as F.ctc_loss wants
+        return F.ctc_loss(log_probs, flat.to(frames.device), lengths * self.upsample,
+                          target_lengths.to(lengths.device), blank=0, zero_infinity=True)
 
     @torch.no_grad()
     def decode(self, frames: Tensor, lengths: Tensor) -> list[str]:
         """Greedy CTC decoding of each utterance."""
-        return greedy_decode(self(frames), lengths, self.vocab)
+        return greedy_decode(self(frames), lengths * self.upsample, self.vocab)
 
 
 def greedy_decode(log_probs: Tensor, lengths: Tensor, vocab: CharVocab) -> list[str]:

@@ -174,6 +174,8 @@ class BestRQSection:
     encoder and of a randomly initialised twin, and report both CERs (0 = no probe)."""
     probe_utterances: int = 256
     """Training utterances the CTC probe learns from, and validation utterances it is scored on."""
+    probe_upsample: int = 1
+    """CTC steps per 40 ms frame of the probe (2: room for blanks in fast speech, speech/ctc_probe.py)."""
 
 
 @dataclass(kw_only=True)
@@ -197,6 +199,16 @@ class SpeechSection:
     """User text before the speech span; the assistant's reply is the transcript."""
     ctc_weight: float = 0.0
     """Weight of an auxiliary character-CTC loss on the encoder frames (0 = no CTC head)."""
+    ctc_upsample: int = 1
+    """CTC steps per 40 ms encoder frame of that head; 2 leaves room for CTC's blanks in fast
+    speech, which has almost one character per frame (speech/ctc_probe.py)."""
+    token_ctc_weight: float = 0.0
+    """Weight of a CTC loss on the adapter outputs read as LM input embeddings: each output's
+    cosine similarity to every frozen LM token embedding is a logit (the span's placeholder token
+    is the blank), so the adapter learns to emit the transcript's own token embeddings in order,
+    the input a frozen LM copies from (0 = off)."""
+    token_ctc_temperature: float = 0.05
+    """Cosine similarities are divided by this before the softmax of `token_ctc_weight`."""
     augment: bool = True
     """Speed-perturb and band-limit the training audio, and SpecAugment its features."""
     max_new_tokens: int = 64

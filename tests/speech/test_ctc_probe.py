@@ -46,3 +46,22 @@ def test_frozen_features_do_not_touch_the_encoder():
     encoder = build_encoder(ConformerConfig(dim=32, n_layers=1, n_heads=4, ffn_dim=64)).train()
     frames, lengths = frozen_features(encoder, torch.randn(2, 20, 80), torch.tensor([20, 11]))
     assert not frames.requires_grad and encoder.training and lengths.tolist() == [5, 3]
+
+
+def test_upsampled_probe_reads_one_character_per_frame():
+    """One frame per character leaves no room for the blank CTC needs between doubled letters; two
+    CTC steps per frame do."""
+    torch.manual_seed(0)
+    v = CharVocab()
+    texts = ["see", "book", "add"]
+    frames = [torch.nn.functional.one_hot(torch.tensor(v.encode(t)), len(v)).float() * 4 for t in texts]
+    batch = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
+    lengths = torch.tensor([len(f) for f in frames])
+    probe = CTCProbe(len(v), v, upsample=2)
+    assert probe(batch).shape == (3, 2 * batch.shape[1], len(v))
+    opt = torch.optim.Adam(probe.parameters(), lr=0.1)
+    for _ in range(100):
+        opt.zero_grad()
+        probe.loss(batch, lengths, texts).backward()
+        opt.step()
+    assert probe.decode(batch, lengths) == texts

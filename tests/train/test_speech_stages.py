@@ -78,9 +78,9 @@ def test_speech_adapter_stage_trains_the_speech_path_only(tmp_path, bestrq_run, 
     assert herd(["train", "speech-adapter", *RUN, f"--run.dir={run}", f"--data.shards={speech_shards}",
                  f"--model.init={text_lm}", f"--speech.encoder_init={bestrq_run}", "--speech.preset=micro",
                  "--train.steps=10", "--optim.lr=3e-3", "--speech.ctc_weight=0.3",
-                 "--speech.eval_wer_batches=1", "--speech.max_new_tokens=8"]) == 0
+                 "--speech.token_ctc_weight=0.3", "--speech.eval_wer_batches=1", "--speech.max_new_tokens=8"]) == 0
     rows = [r for r in _rows(run) if "ce" in r]
-    assert rows[-1]["ce"] < rows[0]["ce"]
+    assert rows[-1]["loss"] < rows[0]["loss"] and rows[-1]["token_ctc"] < rows[0]["token_ctc"]
     model, meta = load_model(run)
     assert isinstance(model, SpeechFusion) and model.ctc_head is not None
     assert [p["path"] for p in meta["parents"]][1].startswith(str(bestrq_run))

@@ -4,7 +4,9 @@ LM (llama3-spec §5.3–5.4). The LM comes from `model.init` (a text-sft run), t
 prompt and the speech span; assistant: the transcript — and the loss is cross-entropy on the
 transcript tokens only. Encoder, adapter and the 8 new token rows train; every LM tensor is frozen
 and checksummed by the loop. Optionally (`speech.ctc_weight`) a linear character-CTC head on the
-encoder frames adds an auxiliary loss that aligns the encoder early.
+encoder frames adds an auxiliary loss that aligns the encoder early, and (`speech.token_ctc_weight`)
+a CTC loss pulls the adapter outputs towards the transcript's LM token embeddings
+(speech/token_ctc.py), the input a frozen LM can copy from.
 
 The loss calls the fused model's pieces directly (to project only the transcript positions onto
 the vocabulary), so the stage runs in one process; DDP/FSDP would bypass the wrapper.
@@ -19,9 +21,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from adapters.policies import POLICIES, apply_policy
-from adapters.speech_fusion import SpeechFusion, build_speech_fusion
+from adapters.speech_fusion import PLACEHOLDER_OFFSET, SpeechFusion, build_speech_fusion
 from speech.augment import SpecAugment
 from speech.config import ConformerConfig, create_config
+from speech.token_ctc import token_ctc_loss
 from speech.transcribe import IGNORE, SpeechPrompt, transcribe
 from train.stage_configs import SpeechAdapterConfig
 from train.distributed import DistEnv
@@ -36,10 +39,11 @@ class SpeechAdapterUnit:
 
     def __init__(self, model: SpeechFusion, prompt: SpeechPrompt, train_loader: AudioBatcher, make_val_loader,
                  *, tokenizer_path: Path | None, parents: list[dict], ctc_weight: float, max_new_tokens: int,
-                 eval_wer_batches: int):
+                 eval_wer_batches: int, token_ctc_weight: float = 0.0, token_ctc_temperature: float = 0.05):
         self.model, self.prompt, self.train_loader, self.make_val_loader = model, prompt, train_loader, make_val_loader
         self.tokenizer_path, self.parents = tokenizer_path, parents
         self.ctc_weight, self.max_new_tokens, self.eval_wer_batches = ctc_weight, max_new_tokens, eval_wer_batches
+        self.token_ctc_weight, self.token_ctc_temperature = token_ctc_weight, token_ctc_temperature
 
     def blocks(self) -> list[nn.Module]:
         return list(self.model.speech_encoder.layers)
@@ -53,7 +57,8 @@ class SpeechAdapterUnit:
         return {k: v.to(device) for k, v in self.prompt.training_rows(n_speech, batch["texts"]).items()}
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
-        """CE on the transcript tokens (+ ctc_weight × encoder CTC). The LM's output projection runs
+        """CE on the transcript tokens (+ ctc_weight × encoder CTC + token_ctc_weight × adapter-output
+        CTC against the LM's token embeddings). The LM's output projection runs
         on the supervised positions only: most positions are prompt and speech, and the
         vocabulary-wide matmul would dominate the step. Runs on the unwrapped fused model."""
         rows = self.rows(batch)
@@ -64,12 +69,19 @@ class SpeechAdapterUnit:
         hidden = fused.text_model.hidden_states(embeds=fused.embed(rows["tokens"][:, :-1], speech, speech_lengths))
         supervised = targets != IGNORE
         ce = cross_entropy(fused.output(hidden[supervised])[None], targets[supervised][None])
-        metrics = {"supervised_tokens": float(supervised.sum())}
+        metrics = {"supervised_tokens": float(supervised.sum()), "ce": float(ce.detach())}
         loss = ce
         if fused.ctc_head is not None:
             ctc = fused.ctc_head.loss(frames, frame_lengths, batch["texts"])
-            loss = ce + self.ctc_weight * ctc
-            metrics.update(ce=float(ce.detach()), ctc=float(ctc.detach()))
+            loss = loss + self.ctc_weight * ctc
+            metrics["ctc"] = float(ctc.detach())
+        if self.token_ctc_weight > 0:
+            tok = self.prompt.tokenizer
+            token_ctc = token_ctc_loss(speech, speech_lengths, [tok.encode(t.strip()) for t in batch["texts"]],
+                                       fused.tok_embeddings.weight, blank=fused.vocab_size + PLACEHOLDER_OFFSET,
+                                       temperature=self.token_ctc_temperature)
+            loss = loss + self.token_ctc_weight * token_ctc
+            metrics["token_ctc"] = float(token_ctc.detach())
         return StepOutput(loss=loss, tokens=rows["tokens"].numel(), metrics=metrics)
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
@@ -138,7 +150,7 @@ def build(config: SpeechAdapterConfig, env: DistEnv) -> SpeechAdapterUnit:
 
         encoder = read_meta(resolve_checkpoint(s.encoder_init))["model"].get("encoder", {})
         speech = dataclasses.replace(speech, encoder=ConformerConfig(**encoder))
-    model = build_speech_fusion(lm, speech, ctc_head=s.ctc_weight > 0).to(env.device)
+    model = build_speech_fusion(lm, speech, ctc_head=s.ctc_weight > 0, ctc_upsample=s.ctc_upsample).to(env.device)
     if s.encoder_init:
         parents.append(load_encoder(model, s.encoder_init))
     apply_policy(model, POLICIES["speech-adapter"](model))  # LM frozen, speech path trains
@@ -154,7 +166,8 @@ def build(config: SpeechAdapterConfig, env: DistEnv) -> SpeechAdapterUnit:
     make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None
     return SpeechAdapterUnit(model, prompt, batcher(d.train_split, config.run.seed, **augment), make_val,
                              tokenizer_path=tokenizer_file(config), parents=parents, ctc_weight=s.ctc_weight,
-                             max_new_tokens=s.max_new_tokens, eval_wer_batches=s.eval_wer_batches)
+                             max_new_tokens=s.max_new_tokens, eval_wer_batches=s.eval_wer_batches,
+                             token_ctc_weight=s.token_ctc_weight, token_ctc_temperature=s.token_ctc_temperature)
 
 
 __all__ = ["SpeechAdapterUnit", "load_encoder", "build"]

@@ -81,9 +81,9 @@ class ProbeSetup:
     `val`, for the encoder under training and for a fixed randomly initialised twin."""
 
     def __init__(self, train: list[dict[str, Any]], val: list[dict[str, Any]], random_encoder: ConformerEncoder,
-                 *, steps: int, batch_size: int = 32, lr: float = 1e-2):
+                 *, steps: int, batch_size: int = 32, lr: float = 1e-2, upsample: int = 1):
         self.train, self.val, self.random_encoder = train, val, random_encoder
-        self.steps, self.batch_size, self.lr = steps, batch_size, lr
+        self.steps, self.batch_size, self.lr, self.upsample = steps, batch_size, lr, upsample
         self._random_cer: float | None = None  # the random twin never changes: score it once
 
     def run(self, encoder: ConformerEncoder) -> dict[str, float]:
@@ -97,7 +97,7 @@ class ProbeSetup:
         device = next(encoder.parameters()).device
         train = [frozen_features(encoder, b["feats"].to(device), b["feat_lengths"].to(device)) + (b["texts"],)
                  for b in self.train]
-        probe = CTCProbe(encoder.dim).to(device)
+        probe = CTCProbe(encoder.dim, upsample=self.upsample).to(device)
         optimizer = torch.optim.Adam(probe.parameters(), lr=self.lr)
         generator = torch.Generator().manual_seed(0)
         with torch.enable_grad(), torch.autocast(device.type, enabled=False):
@@ -149,7 +149,7 @@ def build(config: SpeechBestRQConfig, env: DistEnv) -> BestRQUnit:
             random_encoder = build_encoder(speech.encoder).to(env.device)
         n = config.bestrq.probe_utterances
         probe = ProbeSetup(_probe_batches(batcher(d.train_split, 1, epochs=1), n), _probe_batches(make_val(), n),
-                           random_encoder, steps=config.bestrq.probe_steps)
+                           random_encoder, steps=config.bestrq.probe_steps, upsample=config.bestrq.probe_upsample)
     return BestRQUnit(model, train_loader, make_val, probe)
 
 
