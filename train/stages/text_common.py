@@ -114,8 +114,21 @@ def masked_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict
     return {"val_loss": total / count} if count else {}
 
 
+def media_val_loss(make_batches: Callable[[], Iterable[dict[str, Tensor]]],
+                   logits: Callable[[dict[str, Tensor]], Tensor], swap: Callable[[dict], dict],
+                   device: torch.device, max_batches: int, gain_key: str) -> dict[str, float]:
+    """`masked_val_loss`, plus `gain_key`: the loss when every sample is given another sample's
+    media (`swap(batch)`) minus the real loss. Near 0 means an adapter has learned the answers'
+    language but does not read its image, clip or audio."""
+    real = masked_val_loss(make_batches(), logits, device, max_batches)
+    swapped = masked_val_loss(make_batches(), lambda b: logits(swap(b)), device, max_batches)
+    if real and swapped:
+        real[gain_key] = swapped["val_loss"] - real["val_loss"]
+    return real
+
+
 __all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm",
-           "parent_entry", "shard_list", "token_logprobs", "cross_entropy", "masked_val_loss"]
+           "parent_entry", "shard_list", "token_logprobs", "cross_entropy", "masked_val_loss", "media_val_loss"]
 
 
 PRETRAIN_PROMPTS = ("It is a truth universally acknowledged", "Call me", "The ship")

@@ -30,7 +30,7 @@ from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
 from train.stage_configs import VideoAdapterConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, masked_val_loss, parent_entry,
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, media_val_loss, parent_entry,
                                       resolve_checkpoint, shard_list, tokenizer_file)
 from train.stages.video_batches import FrameFeatures, VideoBatcher
 from train.unit import StepOutput
@@ -66,17 +66,11 @@ class VideoAdapterUnit:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
-        """val_loss, and video_gain: how much worse the loss gets when each sample is shown the
-        next sample's clip (near 0: the captions' language is learned, the clip is not read)."""
+        """val_loss, and video_gain: the loss with every sample shown the next sample's clip, minus it."""
         if self.make_val_loader is None:
             return {}
-        device = next(self.model.parameters()).device
-        real = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b), device, max_batches)
-        swapped = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, swap_clips(b)), device,
-                                  max_batches)
-        if real and swapped:
-            real["video_gain"] = swapped["val_loss"] - real["val_loss"]
-        return real
+        return media_val_loss(self.make_val_loader, lambda b: self.logits(model, b), swap_clips,
+                              next(self.model.parameters()).device, max_batches, "video_gain")
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"model": self.model.spec(), "parents": self.parents}

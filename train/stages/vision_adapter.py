@@ -22,7 +22,7 @@ from adapters.policies import POLICIES, apply_policy
 from train.stage_configs import VisionAdapterConfig
 from train.distributed import DistEnv
 from train.stages.image_batches import IGNORE, ImageChatBatcher, vision_config
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, masked_val_loss, parent_entry,
+from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, media_val_loss, parent_entry,
                                       shard_list, tokenizer_file)
 from train.unit import StepOutput
 from vision.transforms import ImageTransform
@@ -61,18 +61,11 @@ class VisionAdapterUnit:
                           metrics={"supervised_tokens": float((targets != IGNORE).sum())})
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
-        """val_loss, and image_gain: how much worse the loss gets when each sample is shown
-        another sample's image (images rolled by one in the batch). Near 0 means the adapter
-        has learned the captions' language but does not read the picture."""
+        """val_loss, and image_gain: the loss with every sample shown the next sample's image, minus it."""
         if self.make_val_loader is None:
             return {}
-        device = next(self.model.parameters()).device
-        real = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, b), device, max_batches)
-        swapped = masked_val_loss(self.make_val_loader(), lambda b: self.logits(model, swap_images(b)), device,
-                                  max_batches)
-        if real and swapped:
-            real["image_gain"] = swapped["val_loss"] - real["val_loss"]
-        return real
+        return media_val_loss(self.make_val_loader, lambda b: self.logits(model, b), swap_images,
+                              next(self.model.parameters()).device, max_batches, "image_gain")
 
     def write_samples(self, path: Path) -> None:
         """Greedy captions of a few validation images beside their references."""
