@@ -138,6 +138,9 @@ class VideoSection:
     prompts: list[str] = field(default_factory=lambda: ["Describe the motion.", "What happens in this video?"])
     """User prompts after `<|video|>` (one per clip, chosen by its key); the reply is a caption.
     `herd eval video` asks the first."""
+    tasks: list[str] = field(default_factory=lambda: ["caption"])
+    """What each clip trains on: "caption" (a prompt above → a caption) and/or "qa" (its
+    question, e.g. "How does the teapot move?" → "down"; drawn per epoch with the caption)."""
     image_preset: str = "tiny"
     """Image-encoder preset of a random image path, used only when model.init is a text LM or
     empty (development); a vision-adapter init brings its own."""

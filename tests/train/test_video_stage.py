@@ -53,11 +53,17 @@ def test_loss_is_on_the_caption_and_its_eot_only(tiny_tokenizer):
     from train.stages.video_batches import VideoPrompt
 
     rows = VideoPrompt(tiny_tokenizer, ["Describe the motion."])
-    tokens, targets = rows.training_row("k", ["a red square moves left"])
+    meta = {"captions": ["a red square moves left"], "qa": [{"q": "How does the square move?", "a": "left"}]}
+    tokens, targets = rows.training_row("k", meta)
     assert tokens.count(tiny_tokenizer.video_id) == 1 and len(targets) == len(tokens) - 1
     supervised = [t for t in targets if t != IGNORE]
     assert supervised == tiny_tokenizer.encode("a red square moves left") + [tiny_tokenizer.eot_id]
     assert supervised == tokens[-len(supervised):]
+    replies = set()
+    for epoch in range(8):  # with "qa" too, each epoch draws the caption or the QA pair
+        tokens, targets = rows.training_row("k", meta, ("caption", "qa"), epoch)
+        replies.add(tiny_tokenizer.decode([t for t in targets if t != IGNORE][:-1]))
+    assert replies == {"a red square moves left", "left"}
 
 
 def test_stage_trains_only_the_video_path_and_writes_a_loadable_checkpoint(video_run):

@@ -116,7 +116,7 @@ def build(config: VideoAdapterConfig, env: DistEnv) -> VideoAdapterUnit:
     def batcher(split: str, seed: int, **kw) -> VideoBatcher:
         return VideoBatcher(shard_list(config, split), tokenizer, prompts=v.prompts, num_frames=frames,
                             tile_size=model.vision_encoder.config.tile_size, batch_size=d.batch_size,
-                            backend=v.backend, features=features, rank=env.rank, world_size=env.world_size,
+                            backend=v.backend, features=features, tasks=v.tasks, rank=env.rank, world_size=env.world_size,
                             seed=seed, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None

@@ -36,6 +36,10 @@ from video.frames import read_frames
 from video.transform import VideoTransform
 
 
+VIDEO_TASKS = ("caption", "qa")
+"""What a clip can be turned into: a caption after one of the prompts, or one of its QA pairs."""
+
+
 def pick(key: str, options: Sequence[str], salt: str) -> str:
     """A fixed choice among `options` for the sample `key` (stable across runs and resumes)."""
     return options[zlib.crc32(f"{salt}:{key}".encode()) % len(options)]
@@ -108,10 +112,24 @@ class VideoPrompt:
         return [tok.bos_id, *self.chat.encode_header("user"), media, *tok.encode(text.strip()),
                 tok.eot_id, *self.chat.encode_header("assistant")]
 
-    def training_row(self, key: str, captions: Sequence[str]) -> tuple[list[int], list[int]]:
-        """(tokens, targets) with targets = next token on the caption and its `<|eot_id|>` only."""
-        prompt = self.prompt(pick(key, self.prompts, "prompt"))
-        reply = [*self.tokenizer.encode(pick(key, captions, "caption").strip()), self.tokenizer.eot_id]
+    def training_row(self, key: str, meta: dict[str, Any], tasks: Sequence[str] = ("caption",),
+                     epoch: int = 0) -> tuple[list[int], list[int]]:
+        """(tokens, targets) with targets = next token on the reply and its `<|eot_id|>` only.
+
+        "caption": one of the prompts → one of the clip's captions, fixed by the key. With "qa" as
+        well, each epoch draws (by key and epoch) either that or one of the clip's QA pairs
+        ("How does the teapot move?" → "down"), whose reply is the motion alone.
+        """
+        turns = []
+        if "caption" in tasks:
+            turns.append((pick(key, self.prompts, "prompt"), pick(key, meta["captions"], "caption")))
+        if "qa" in tasks:
+            turns += [(qa["q"], qa["a"]) for qa in meta.get("qa", [])]
+        if not turns:
+            raise KeyError("captions" if "caption" in tasks else "qa")
+        question, answer = turns[zlib.crc32(f"turn:{epoch}:{key}".encode()) % len(turns)]
+        prompt = self.prompt(question)
+        reply = [*self.tokenizer.encode(answer.strip()), self.tokenizer.eot_id]
         tokens = prompt + reply
         targets = [IGNORE] * (len(prompt) - 1) + reply
         return tokens, targets
@@ -124,10 +142,13 @@ class VideoBatcher:
     def __init__(self, shards: Sequence[Path], tokenizer, *, prompts: Sequence[str], num_frames: int,
                  tile_size: int, batch_size: int, backend: str = "auto", features: FrameFeatures | None = None,
                  rank: int = 0, world_size: int = 1, seed: int = 0, epochs: int | None = None,
-                 shuffle: bool = True):
+                 shuffle: bool = True, tasks: Sequence[str] = ("caption",)):
         from data.shards import ShardReader
 
-        self.rows = VideoPrompt(tokenizer, prompts)
+        unknown = set(tasks) - set(VIDEO_TASKS)
+        if unknown or not tasks:
+            raise ValueError(f"video tasks {sorted(tasks)}: choose one or more of {', '.join(VIDEO_TASKS)}")
+        self.rows, self.tasks = VideoPrompt(tokenizer, prompts), tuple(tasks)
         self.pad_id, self.batch_size = tokenizer.pad_id, batch_size
         decode = ClipDecoder(num_frames, tile_size, backend=backend, features=features)
         self.reader = ShardReader(shards, slot=rank, num_slots=world_size, seed=seed, shuffle=shuffle,
@@ -139,7 +160,8 @@ class VideoBatcher:
         return self.reader.skipped
 
     def collate(self, clips: list[dict[str, Any]]) -> dict[str, Tensor]:
-        batch = pad_rows([self.rows.training_row(c["key"], c["json"]["captions"]) for c in clips], self.pad_id)
+        batch = pad_rows([self.rows.training_row(c["key"], c["json"], self.tasks, c["epoch"]) for c in clips],
+                         self.pad_id)
         for key in ("video", "video_ratio_ids", "video_features"):
             if key in clips[0]:
                 batch[key] = torch.stack([c[key] for c in clips])
@@ -149,7 +171,7 @@ class VideoBatcher:
         while True:
             clips = []
             for clip in self.reader:
-                clips.append(clip)
+                clips.append({**clip, "epoch": self.reader.epoch})
                 if len(clips) == self.batch_size:
                     break
             if not clips:
