@@ -114,21 +114,39 @@ def masked_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict
     return {"val_loss": total / count} if count else {}
 
 
-def media_val_loss(make_batches: Callable[[], Iterable[dict[str, Tensor]]],
-                   logits: Callable[[dict[str, Tensor]], Tensor], swap: Callable[[dict], dict],
-                   device: torch.device, max_batches: int, gain_key: str) -> dict[str, float]:
+def media_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[str, Tensor]], Tensor],
+                   swap: Callable[[dict], dict], device: torch.device, max_batches: int,
+                   gain_key: str) -> dict[str, float]:
     """`masked_val_loss`, plus `gain_key`: the loss when every sample is given another sample's
-    media (`swap(batch)`) minus the real loss. Near 0 means an adapter has learned the answers'
-    language but does not read its image, clip or audio."""
-    real = masked_val_loss(make_batches(), logits, device, max_batches)
-    swapped = masked_val_loss(make_batches(), lambda b: logits(swap(b)), device, max_batches)
-    if real and swapped:
-        real[gain_key] = swapped["val_loss"] - real["val_loss"]
-    return real
+    media (`swap(batch)`) minus the real loss, from the same batches read once. Near 0 means an
+    adapter has learned the answers' language but does not read its image, clip or audio."""
+    real, swapped, count = 0.0, 0.0, 0
+    for i, batch in enumerate(batches):
+        if i >= max_batches:
+            break
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        n = int((batch["targets"] != IGNORE).sum())
+        if n:
+            real += float(cross_entropy(logits(batch), batch["targets"])) * n
+            swapped += float(cross_entropy(logits(swap(batch)), batch["targets"])) * n
+            count += n
+    return {"val_loss": real / count, gain_key: (swapped - real) / count} if count else {}
+
+
+def scale_branches_from_batch(layers: nn.ModuleList, blocks: dict[int, nn.Module],
+                              batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[str, Tensor]], Tensor],
+                              device: torch.device) -> None:
+    """`adapters.branch_scale.match_branch_scale` on the first of `batches`. Stages call it before
+    training; a resumed run then loads its trained weights over it."""
+    from adapters.branch_scale import match_branch_scale
+
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iter(batches)).items()}
+    match_branch_scale(layers, blocks, lambda: logits(batch))
 
 
 __all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm",
-           "parent_entry", "shard_list", "token_logprobs", "cross_entropy", "masked_val_loss", "media_val_loss"]
+           "parent_entry", "shard_list", "token_logprobs", "cross_entropy", "masked_val_loss", "media_val_loss",
+           "scale_branches_from_batch"]
 
 
 PRETRAIN_PROMPTS = ("It is a truth universally acknowledged", "Call me", "The ship")

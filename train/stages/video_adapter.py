@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adapters.branch_scale import match_branch_scale
 from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import apply_policy, video_adapter_policy
 from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
@@ -31,7 +30,7 @@ from train.stage_configs import VideoAdapterConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import IGNORE
 from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, media_val_loss, parent_entry,
-                                      resolve_checkpoint, shard_list, tokenizer_file)
+                                      resolve_checkpoint, scale_branches_from_batch, shard_list, tokenizer_file)
 from train.stages.video_batches import FrameFeatures, VideoBatcher
 from train.unit import StepOutput
 
@@ -69,7 +68,7 @@ class VideoAdapterUnit:
         """val_loss, and video_gain: the loss with every sample shown the next sample's clip, minus it."""
         if self.make_val_loader is None:
             return {}
-        return media_val_loss(self.make_val_loader, lambda b: self.logits(model, b), swap_clips,
+        return media_val_loss(self.make_val_loader(), lambda b: self.logits(model, b), swap_clips,
                               next(self.model.parameters()).device, max_batches, "video_gain")
 
     def checkpoint_meta(self) -> dict[str, Any]:
@@ -116,15 +115,15 @@ def build(config: VideoAdapterConfig, env: DistEnv) -> VideoAdapterUnit:
     def batcher(split: str, seed: int, **kw) -> VideoBatcher:
         return VideoBatcher(shard_list(config, split), tokenizer, prompts=v.prompts, num_frames=frames,
                             tile_size=model.vision_encoder.config.tile_size, batch_size=d.batch_size,
-                            backend=v.backend, features=features, tasks=v.tasks, rank=env.rank, world_size=env.world_size,
-                            seed=seed, **kw)
+                            backend=v.backend, features=features, tasks=v.tasks, rank=env.rank,
+                            world_size=env.world_size, seed=seed, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None
-    if v.match_branch_scale:  # before training; a resumed run then loads its trained weights over it
-        batch = next(iter(batcher(d.train_split, config.run.seed + 1, epochs=1)))
-        batch = {k: t.to(env.device) if torch.is_tensor(t) else t for k, t in batch.items()}
-        match_branch_scale(model.layers, {i: model.video_cross_attention_layers[str(i)] for i in model.video_schedule},
-                           lambda: VideoAdapterUnit.logits(model, batch))
+    if v.match_branch_scale:
+        blocks = {i: model.video_cross_attention_layers[str(i)] for i in model.video_schedule}
+        scale_branches_from_batch(model.layers, blocks,
+                                  batcher(d.train_split, config.run.seed + 1, epochs=1),
+                                  lambda b: VideoAdapterUnit.logits(model, b), env.device)
     lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale}
     return VideoAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
                             parents, {k: f for k, f in lr_scales.items() if f != 1.0})

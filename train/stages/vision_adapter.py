@@ -16,14 +16,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from adapters.branch_scale import match_branch_scale
 from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import POLICIES, apply_policy
 from train.stage_configs import VisionAdapterConfig
 from train.distributed import DistEnv
 from train.stages.image_batches import IGNORE, ImageChatBatcher, vision_config
 from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, media_val_loss, parent_entry,
-                                      shard_list, tokenizer_file)
+                                      scale_branches_from_batch, shard_list, tokenizer_file)
 from train.unit import StepOutput
 from vision.transforms import ImageTransform
 
@@ -64,7 +63,7 @@ class VisionAdapterUnit:
         """val_loss, and image_gain: the loss with every sample shown the next sample's image, minus it."""
         if self.make_val_loader is None:
             return {}
-        return media_val_loss(self.make_val_loader, lambda b: self.logits(model, b), swap_images,
+        return media_val_loss(self.make_val_loader(), lambda b: self.logits(model, b), swap_images,
                               next(self.model.parameters()).device, max_batches, "image_gain")
 
     def write_samples(self, path: Path) -> None:
@@ -133,15 +132,14 @@ def build(config: VisionAdapterConfig, env: DistEnv) -> VisionAdapterUnit:
 
     def batcher(split: str, seed: int, **kw) -> ImageChatBatcher:
         return ImageChatBatcher(shard_list(config, split), tokenizer, transform, seq_len=d.seq_len,
-                                tasks=v.tasks, describe=v.prompt, captions=v.captions, batch_size=d.batch_size, rank=env.rank,
-                                world_size=env.world_size, seed=seed, **kw)
+                                tasks=v.tasks, describe=v.prompt, captions=v.captions, batch_size=d.batch_size,
+                                rank=env.rank, world_size=env.world_size, seed=seed, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1)) if d.val_split else None
-    if v.match_branch_scale:  # before training; a resumed run then loads its trained weights over it
-        batch = next(iter(batcher(d.train_split, config.run.seed + 1, epochs=1)))
-        batch = {k: t.to(env.device) for k, t in batch.items()}
-        match_branch_scale(model.layers, {i: model.cross_attention_layers[str(i)] for i in model.schedule},
-                           lambda: VisionAdapterUnit.logits(model, batch))
+    if v.match_branch_scale:
+        scale_branches_from_batch(model.layers, {i: model.cross_attention_layers[str(i)] for i in model.schedule},
+                                  batcher(d.train_split, config.run.seed + 1, epochs=1),
+                                  lambda b: VisionAdapterUnit.logits(model, b), env.device)
     lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale,
                  "vision_encoder.": v.encoder_lr_scale}
     return VisionAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
