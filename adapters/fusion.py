@@ -34,7 +34,7 @@ from adapters.projection import VisionProjection
 from adapters.text_loading import adapter_keys, adapter_params, load_text_state_dict
 from text.attention import KVCache
 from text.config import TextConfig
-from text.model import Transformer, tie_output_to_embeddings
+from text.model import Transformer, logits_where, tie_output_to_embeddings
 from vision.config import VisionConfig
 from vision.encoder import VisionEncoder, build_encoder
 
@@ -189,15 +189,15 @@ class FusionModel(nn.Module):
 
     def forward(self, tokens: Tensor, *, images: Tensor | None = None,
                 ratio_ids: Tensor | None = None, positions: Tensor | None = None,
-                cache: FusionCache | None = None) -> Tensor:
-        """Logits [B, T, V].
+                cache: FusionCache | None = None, logits_at: Tensor | None = None) -> Tensor:
+        """Logits [B, T, V] ([n, V] at the positions `logits_at` [B, T] marks, as in `Transformer`).
 
         tokens [B, T] (ids up to V+7); images [B, N, max_tiles, 3, t, t] and ratio_ids [B, N]
         (0 = padding image) for the prompt; decoding steps pass neither and reuse the cache.
         positions [B, T]: explicit RoPE positions as in `text.Transformer.forward`.
         """
-        return self.output(self.hidden_states(tokens, images=images, ratio_ids=ratio_ids,
-                                              positions=positions, cache=cache))
+        return logits_where(self.output, self.hidden_states(tokens, images=images, ratio_ids=ratio_ids,
+                                                            positions=positions, cache=cache), logits_at)
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
                       ratio_ids: Tensor | None = None, positions: Tensor | None = None,

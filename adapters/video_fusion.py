@@ -32,7 +32,7 @@ from adapters.fusion import (FusionCache, FusionConfig, FusionModel, ImageSpans,
 from adapters.projection import VisionProjection
 from adapters.text_loading import adapter_keys, adapter_params, load_text_state_dict
 from text.config import TextConfig
-from text.model import Transformer
+from text.model import Transformer, logits_where
 from video.config import ResamplerConfig
 from video.resampler import TemporalAggregator, build_aggregator
 from vision.config import VisionConfig
@@ -166,17 +166,19 @@ class VideoFusionModel(FusionModel):
     def forward(self, tokens: Tensor, *, images: Tensor | None = None, ratio_ids: Tensor | None = None,
                 video: Tensor | None = None, video_ratio_ids: Tensor | None = None,
                 video_features: Tensor | None = None, frame_mask: Tensor | None = None,
-                positions: Tensor | None = None, cache: VideoFusionCache | None = None) -> Tensor:
-        """Logits [B, T, V].
+                positions: Tensor | None = None, cache: VideoFusionCache | None = None,
+                logits_at: Tensor | None = None) -> Tensor:
+        """Logits [B, T, V] ([n, V] at the positions `logits_at` [B, T] marks, as in `Transformer`).
 
         video [B, F, tiles, 3, t, t] with video_ratio_ids [B, F] (one clip per row, its
         `<|video|>` token in `tokens`) and optional frame_mask [B, F] (True = real frame), or instead
         of video the frozen `frame_features(video, ...)` computed earlier, video_features [B, F, S,
         dim]; images as in `FusionModel.forward`. Decoding steps pass no media and reuse the cache.
         """
-        return self.output(self.hidden_states(tokens, images=images, ratio_ids=ratio_ids, video=video,
-                                              video_ratio_ids=video_ratio_ids, video_features=video_features,
-                                              frame_mask=frame_mask, positions=positions, cache=cache))
+        hidden = self.hidden_states(tokens, images=images, ratio_ids=ratio_ids, video=video,
+                                    video_ratio_ids=video_ratio_ids, video_features=video_features,
+                                    frame_mask=frame_mask, positions=positions, cache=cache)
+        return logits_where(self.output, hidden, logits_at)
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
                       ratio_ids: Tensor | None = None, video: Tensor | None = None,

@@ -86,6 +86,11 @@ class TransformerBlock(nn.Module):
         return h + self.feed_forward(self.ffn_norm(h))
 
 
+def logits_where(output: nn.Module, hidden: Tensor, at: Tensor | None) -> Tensor:
+    """output(hidden) [B, T, vocab], or [n, vocab] at the n positions where `at` [B, T] is True."""
+    return output(hidden if at is None else hidden[at])
+
+
 class Transformer(nn.Module):
     """The Llama 3 language model. Build on the meta device for size accounting:
     `with torch.device("meta"): Transformer(create_config("405B"))` allocates nothing."""
@@ -128,6 +133,7 @@ class Transformer(nn.Module):
         doc_ids: Tensor | None = None,
         positions: Tensor | None = None,
         cache: KVCache | None = None,
+        logits_at: Tensor | None = None,
     ) -> Tensor:
         """Logits [B, T, vocab] for tokens [B, T] (or input embeddings [B, T, dim]).
 
@@ -135,9 +141,11 @@ class Transformer(nn.Module):
             restart per document.
         positions [B, T]: explicit RoPE positions (left-padded generation); default 0..T-1,
             offset by the cache's fill when decoding.
+        logits_at [B, T] bool: return logits [n, vocab] at these positions only (the supervised
+            ones of a loss), sparing the vocabulary-wide projection everywhere else.
         """
-        return self.output(self.hidden_states(tokens, embeds=embeds, doc_ids=doc_ids,
-                                              positions=positions, cache=cache))
+        return logits_where(self.output, self.hidden_states(tokens, embeds=embeds, doc_ids=doc_ids,
+                                                            positions=positions, cache=cache), logits_at)
 
     def hidden_states(self, tokens: Tensor | None = None, *, embeds: Tensor | None = None,
                       doc_ids: Tensor | None = None, positions: Tensor | None = None,

@@ -239,3 +239,17 @@ def test_greedy_generate_with_attached_images_follows_the_full_forward(fused):
     with torch.no_grad():
         full = fused(torch.cat([tokens, torch.tensor(out)[:, :-1]], 1), images=images, ratio_ids=ratio_ids)
     assert torch.equal(full[:, 11:].argmax(-1), torch.tensor(out))
+
+
+def test_logits_at_marked_positions_equal_the_full_logits(lm, fused):
+    """`logits_at` (the supervised positions of a loss) skips the output projection elsewhere but
+    changes nothing where it runs — for the text LM and the fused model alike."""
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch()
+    at = torch.zeros_like(tokens, dtype=torch.bool)
+    at[0, 3:7] = at[1, -4:] = True
+    with torch.no_grad():
+        full = fused(tokens, images=images, ratio_ids=ratio_ids)
+        torch.testing.assert_close(fused(tokens, images=images, ratio_ids=ratio_ids, logits_at=at), full[at])
+        text = tokens.clamp(max=V - 1)
+        torch.testing.assert_close(lm(text, logits_at=at), lm(text)[at])

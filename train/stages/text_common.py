@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from train.checkpoint import META_FILE, MODEL_FILE, TOKENIZER_FILE, load_text_model, sha256_file
 from train.config import RunConfig
 from train.distributed import DistEnv
+from train.unit import StepOutput
 
 IGNORE = -100
 
@@ -94,8 +95,18 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean next-token CE over the positions whose target is not IGNORE."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+    """Mean next-token CE over the positions whose target is not IGNORE: logits [B, T, V] with
+    targets [B, T], or the supervised rows alone, logits [n, V] with targets [n]."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE)
+
+
+def supervised_loss(logits_at: Callable[[Tensor], Tensor], targets: Tensor) -> StepOutput:
+    """The step output of a loss on the supervised tokens only: `logits_at(mask)` runs the model
+    for logits at the positions `mask` [B, T] marks (its `logits_at=`), so the vocabulary-wide
+    projection skips the prompt and the padding."""
+    supervised = targets != IGNORE
+    return StepOutput(loss=cross_entropy(logits_at(supervised), targets[supervised]), tokens=targets.numel(),
+                      metrics={"supervised_tokens": float(supervised.sum())})
 
 
 def masked_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[str, Tensor]], Tensor],

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from train.checkpoint import text_model_meta
 from train.stage_configs import SFTConfig
 from train.distributed import DistEnv
-from train.stages.chat_data import IGNORE, DialogueBatcher
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, masked_val_loss, shard_list,
+from train.stages.chat_data import DialogueBatcher
+from train.stages.text_common import (build_lm, supervised_loss, load_tokenizer_for, masked_val_loss, shard_list,
                                       tokenizer_file, write_samples)
 from train.unit import StepOutput
 
@@ -34,11 +34,7 @@ class SFTUnit:
         return {}
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
-        logits = model(batch["tokens"][:, :-1])
-        targets = batch["targets"]
-        supervised = int((targets != IGNORE).sum())
-        return StepOutput(loss=cross_entropy(logits, targets), tokens=targets.numel(),
-                          metrics={"supervised_tokens": float(supervised)})
+        return supervised_loss(lambda at: model(batch["tokens"][:, :-1], logits_at=at), batch["targets"])
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
         if self.make_val_loader is None:

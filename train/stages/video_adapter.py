@@ -28,8 +28,7 @@ from adapters.policies import apply_policy, video_adapter_policy
 from adapters.video_fusion import VideoFusionModel, build_video_fusion_model
 from train.stage_configs import VideoAdapterConfig
 from train.distributed import DistEnv
-from train.stages.chat_data import IGNORE
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, media_val_loss, parent_entry,
+from train.stages.text_common import (build_lm, supervised_loss, load_tokenizer_for, media_val_loss, parent_entry,
                                       resolve_checkpoint, scale_branches_from_batch, shard_list, tokenizer_file)
 from train.stages.video_batches import FrameFeatures, VideoBatcher
 from train.unit import StepOutput
@@ -54,14 +53,12 @@ class VideoAdapterUnit:
         return {}
 
     @staticmethod
-    def logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    def logits(model: nn.Module, batch: dict[str, Tensor], at: Tensor | None = None) -> Tensor:
         return model(batch["tokens"][:, :-1], video=batch.get("video"), video_ratio_ids=batch.get("video_ratio_ids"),
-                     video_features=batch.get("video_features"))
+                     video_features=batch.get("video_features"), logits_at=at)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
-        targets = batch["targets"]
-        return StepOutput(loss=cross_entropy(self.logits(model, batch), targets), tokens=targets.numel(),
-                          metrics={"supervised_tokens": float((targets != IGNORE).sum())})
+        return supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
@@ -97,7 +94,9 @@ def build_model(config: VideoAdapterConfig, env: DistEnv, vocab_size: int) -> tu
     if not isinstance(model, FusionModel):  # a text LM: development with a random image path
         model = build_fusion_model(model, vision_config(config.video.image_preset), FusionConfig())
     if not isinstance(model, VideoFusionModel):
-        model = build_video_fusion_model(model, resampler_config(config.video.preset, dim=model.config.dim))
+        encoder = model.vision_encoder.config  # every frame token gets its place: tiles × tokens per tile
+        model = build_video_fusion_model(model, resampler_config(
+            config.video.preset, dim=model.config.dim, max_tokens=encoder.max_tiles * encoder.tokens_per_tile))
     if model.config.vocab_size != vocab_size:
         raise ValueError(f"model.init has vocab_size {model.config.vocab_size}, the tokenizer {vocab_size}")
     model = model.to(env.device).train()

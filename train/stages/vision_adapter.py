@@ -20,8 +20,8 @@ from adapters.fusion import FusionConfig, FusionModel, build_fusion_model
 from adapters.policies import POLICIES, apply_policy
 from train.stage_configs import VisionAdapterConfig
 from train.distributed import DistEnv
-from train.stages.image_batches import IGNORE, ImageChatBatcher, vision_config
-from train.stages.text_common import (build_lm, cross_entropy, load_tokenizer_for, media_val_loss, parent_entry,
+from train.stages.image_batches import ImageChatBatcher, vision_config
+from train.stages.text_common import (build_lm, supervised_loss, load_tokenizer_for, media_val_loss, parent_entry,
                                       scale_branches_from_batch, shard_list, tokenizer_file)
 from train.unit import StepOutput
 from vision.transforms import ImageTransform
@@ -51,13 +51,11 @@ class VisionAdapterUnit:
         return {}  # the frozen LM is inside `model`: its tensors are checksummed as frozen parameters
 
     @staticmethod
-    def logits(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        return model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"])
+    def logits(model: nn.Module, batch: dict[str, Tensor], at: Tensor | None = None) -> Tensor:
+        return model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"], logits_at=at)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
-        targets = batch["targets"]
-        return StepOutput(loss=cross_entropy(self.logits(model, batch), targets), tokens=targets.numel(),
-                          metrics={"supervised_tokens": float((targets != IGNORE).sum())})
+        return supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
         """val_loss, and image_gain: the loss with every sample shown the next sample's image, minus it."""
