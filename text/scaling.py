@@ -73,6 +73,50 @@ def fit_power_law(fits: Sequence[IsoFlopFit]) -> PowerLaw:
     return PowerLaw(alpha=float(alpha), A=float(10 ** log_a))
 
 
+@dataclass(frozen=True)
+class HeldOutCheck:
+    """A budget left out of the fit: what the fit predicts for it against what its runs measured."""
+
+    flops: float
+    tokens_predicted: float
+    """N*(C) of the power law fitted without this budget."""
+    loss_predicted: float
+    """The best loss at C from a straight line of the fitted budgets' best losses vs log10 C."""
+    tokens_measured: float
+    """The held-out runs' own optimum (their parabola; the best run when fewer than 3 or at the edge)."""
+    loss_measured: float
+
+    @property
+    def tokens_ratio(self) -> float:
+        return self.tokens_predicted / self.tokens_measured
+
+
+def check_held_out(records: Sequence[dict], held_out: Sequence[float]) -> tuple[PowerLaw, list[IsoFlopFit],
+                                                                              list[HeldOutCheck]]:
+    """Fit the IsoFLOP parabolas and the power law on every budget except `held_out`, then predict
+    each held-out budget's compute-optimal tokens and loss and compare them with its runs."""
+    held = {float(c) for c in held_out}
+    fitted = [r for r in records if float(r["budget"]) not in held]
+    fits = fit_isoflops(fitted)
+    law = fit_power_law(fits)
+    slope, intercept = np.polyfit(np.log10([f.flops for f in fits]), [f.loss_opt for f in fits], 1)
+    checks = []
+    for budget in sorted(held):
+        runs = [r for r in records if float(r["budget"]) == budget]
+        if not runs:
+            raise ValueError(f"no runs at the held-out budget {budget:.3g}")
+        best = min(runs, key=lambda r: r["val_loss"])
+        tokens, loss = float(best["tokens"]), float(best["val_loss"])
+        if len(runs) >= 3:
+            (own,) = fit_isoflops(runs)
+            if own.interior:
+                tokens, loss = own.tokens_opt, own.loss_opt
+        checks.append(HeldOutCheck(flops=budget, tokens_predicted=law(budget),
+                                   loss_predicted=float(slope * math.log10(budget) + intercept),
+                                   tokens_measured=tokens, loss_measured=loss))
+    return law, fits, checks
+
+
 def predict_tokens(flops: float, alpha: float, A: float) -> float:
     """Compute-optimal training tokens N*(C) = A·C^α."""
     return A * flops ** alpha
@@ -180,5 +224,6 @@ def plot_isoflops(records: Sequence[dict], fits: Sequence[IsoFlopFit], law: Powe
     plt.close(fig)
 
 
-__all__ = ["IsoFlopFit", "PowerLaw", "DownstreamLaw", "fit_isoflops", "fit_power_law", "predict_tokens",
+__all__ = ["IsoFlopFit", "PowerLaw", "HeldOutCheck", "DownstreamLaw", "fit_isoflops", "fit_power_law",
+           "check_held_out", "predict_tokens",
            "params_for_budget", "sensitivity", "alpha_for_tokens", "fit_downstream", "plot_isoflops"]

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit = sub.add_parser("fit", help="parabola per budget, then N*(C) = A·C^α; prints (α, A) and plots")
     fit.add_argument("results", type=Path, help="results.jsonl of a sweep")
     fit.add_argument("--plot", type=Path, default=None, help="PNG (default: beside the results)")
+    fit.add_argument("--held-out", type=_floats, default=[], metavar="FLOPS",
+                     help="budgets left out of the fit and predicted from it (comma-separated)")
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(handler=_fit)
 
@@ -62,24 +64,28 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from text.scaling import fit_isoflops, fit_power_law, plot_isoflops
+    from text.scaling import check_held_out, plot_isoflops
     from text.scaling_sweep import read_results
 
     records = read_results(args.results)
     if not records:
         raise FileNotFoundError(f"no results in {args.results}")
-    fits = fit_isoflops(records)
-    law = fit_power_law(fits)
+    law, fits, checks = check_held_out(records, args.held_out)
     plot = args.plot or args.results.with_name("isoflops.png")
     plot_isoflops(records, fits, law, plot)
     if args.json:
-        print(json.dumps({"alpha": law.alpha, "A": law.A, "budgets": [f.__dict__ for f in fits]}, indent=2))
+        print(json.dumps({"alpha": law.alpha, "A": law.A, "budgets": [f.__dict__ for f in fits],
+                          "held_out": [c.__dict__ for c in checks]}, indent=2))
         return 0
     print(f"{'FLOPs':>9} {'runs':>4} {'opt tokens':>11} {'loss':>7}  minimum")
     for f in fits:
         print(f"{f.flops:>9.2e} {f.runs:>4} {f.tokens_opt:>11.4g} {f.loss_opt:>7.4f}  "
               f"{'inside the sweep' if f.interior else 'AT THE EDGE (extrapolated)'}")
     print(f"N*(C) = A·C^α with α = {law.alpha:.4f}, A = {law.A:.4g}")
+    for c in checks:
+        print(f"held out {c.flops:.2e}: predicted {c.tokens_predicted:.4g} tokens, loss {c.loss_predicted:.4f}; "
+              f"measured {c.tokens_measured:.4g} tokens, loss {c.loss_measured:.4f} "
+              f"(tokens ×{c.tokens_ratio:.2f}, loss {c.loss_predicted - c.loss_measured:+.4f})")
     print(f"plot: {plot}")
     return 0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from herd.cli import main as herd
-from text.scaling import (alpha_for_tokens, fit_downstream, fit_isoflops, fit_power_law, params_for_budget,
+from text.scaling import (alpha_for_tokens, check_held_out, fit_downstream, fit_isoflops, fit_power_law, params_for_budget,
                           predict_tokens, sensitivity)
 
 PAPER_FLOPS = 3.8e25
@@ -50,6 +50,17 @@ def test_isoflop_fit_recovers_a_known_power_law():
     assert all(f.interior for f in fits)
     law = fit_power_law(fits)
     assert law.alpha == pytest.approx(0.55, abs=1e-6) and law.A == pytest.approx(0.4, rel=1e-5)
+
+
+def test_held_out_budget_is_predicted_from_the_others():
+    records = _synthetic_records(0.55, 0.4)
+    law, fits, (check,) = check_held_out(records, [3e12])
+    assert [f.flops for f in fits] == [1e11, 3e11, 1e12]
+    assert law.alpha == pytest.approx(0.55, abs=1e-6)
+    assert check.tokens_ratio == pytest.approx(1.0, rel=1e-4)
+    assert check.loss_predicted == pytest.approx(check.loss_measured, abs=1e-6)
+    shifted = [dict(r, val_loss=r["val_loss"] + 0.5) if r["budget"] == 3e12 else r for r in records]
+    assert check_held_out(shifted, [3e12])[2][0].loss_measured == pytest.approx(check.loss_measured + 0.5)
 
 
 def test_isoflop_fit_needs_three_runs_per_budget():
