@@ -34,6 +34,10 @@ class ResamplerConfig:
     frames_per_group: int
     """Consecutive frames merged into one effective frame (32 in the paper's SFT, 16 in its
     pre-training). Also the number of learned per-frame time embeddings."""
+    max_tokens: int = 0
+    """Tokens per frame that get a learned spatial position embedding (builders set it from the
+    image encoder: tiles × tokens per tile); 0 = none, as in the Flamingo reference, where the
+    resampler sees only what the frame features themselves keep of where each token was."""
     norm_eps: float = 1e-5
     """LayerNorm epsilon."""
 
@@ -41,6 +45,8 @@ class ResamplerConfig:
         for name in ("dim", "depth", "n_latents", "n_heads", "dim_head", "ff_mult", "frames_per_group"):
             if getattr(self, name) < 1:
                 raise ValueError(f"resampler {name} must be positive, got {getattr(self, name)}")
+        if self.max_tokens < 0:
+            raise ValueError(f"resampler max_tokens must be ≥ 0, got {self.max_tokens}")
 
     @property
     def inner_dim(self) -> int:

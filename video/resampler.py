@@ -8,11 +8,14 @@ Llama 3 internals are unpublished, so the layout is OpenFlamingo's `PerceiverRes
     valid = aggregator.group_mask(frame_mask)       # [B, ceil(F/G)]: groups holding a real frame
 
 Inside one group of G = frames_per_group frames, every frame token is LayerNormed and a learned
-time embedding for the frame's position (0…G−1) is added to it; the group's frames × tokens are
+time embedding for the frame's position (0…G−1) is added to it — and, when `max_tokens` is set, a
+learned spatial embedding for the token's index in its frame; the group's frames × tokens are
 flattened into one media sequence; n_latents learned queries attend to the concatenation of that
 sequence and themselves (LayerNorm on both) through `depth` attention + FFN residual layers; a
 final LayerNorm closes. Attention over keys is permutation-invariant, so the time embeddings are
-the only source of frame order.
+the only source of frame order, and the spatial ones the only sure source of where a token lies:
+motion is a change of place over time, and a latent reads it by attending "object tokens of early
+frames" (time × content) and taking their spatial embedding along in the values.
 
 Last partial group: when F is not a multiple of G, the last group is padded with masked frames.
 Masked keys get zero attention weight, so that group's output equals aggregating its r real
@@ -92,13 +95,14 @@ class PerceiverResampler(nn.Module):
     """
 
     def __init__(self, *, input_norm: nn.Module, layers: nn.ModuleList, norm: nn.Module, dim: int,
-                 n_latents: int, max_frames: int):
+                 n_latents: int, max_frames: int, max_tokens: int = 0):
         super().__init__()
         self.input_norm = input_norm
         self.layers = layers
         self.norm = norm
         self.latents = nn.Parameter(torch.empty(n_latents, dim))
         self.time_embed = nn.Parameter(torch.empty(max_frames, dim))
+        self.token_embed = nn.Parameter(torch.empty(max_tokens, dim)) if max_tokens else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -109,13 +113,20 @@ class PerceiverResampler(nn.Module):
         # latents themselves, so the output depends on the clip from the first step.
         nn.init.normal_(self.latents, std=0.02)
         nn.init.normal_(self.time_embed)
+        if self.token_embed is not None:
+            nn.init.normal_(self.token_embed)  # as the time embeddings: at the features' scale
 
     def forward(self, media: Tensor, frame_mask: Tensor | None = None) -> Tensor:
         """media [B, T, N, D] with T ≤ max_frames, frame_mask [B, T] (True = real) → [B, L, D]."""
         batch, n_frames, n_tokens, _ = media.shape
         if n_frames > self.time_embed.shape[0]:
             raise ValueError(f"{n_frames} frames exceed the {self.time_embed.shape[0]} time embeddings")
-        media = (self.input_norm(media) + self.time_embed[:n_frames, None, :]).flatten(1, 2)
+        media = self.input_norm(media) + self.time_embed[:n_frames, None, :]
+        if self.token_embed is not None:
+            if n_tokens > self.token_embed.shape[0]:
+                raise ValueError(f"{n_tokens} tokens per frame exceed the {self.token_embed.shape[0]} spatial embeddings")
+            media = media + self.token_embed[:n_tokens]
+        media = media.flatten(1, 2)
         media_mask = None
         if frame_mask is not None:
             media_mask = frame_mask.repeat_interleave(n_tokens, dim=1)
@@ -173,7 +184,8 @@ def build_aggregator(config: ResamplerConfig) -> TemporalAggregator:
     )
     resampler = PerceiverResampler(input_norm=nn.LayerNorm(config.dim, eps=config.norm_eps), layers=layers,
                                    norm=nn.LayerNorm(config.dim, eps=config.norm_eps), dim=config.dim,
-                                   n_latents=config.n_latents, max_frames=config.frames_per_group)
+                                   n_latents=config.n_latents, max_frames=config.frames_per_group,
+                                   max_tokens=config.max_tokens)
     return TemporalAggregator(resampler, config.frames_per_group, config)
 
 

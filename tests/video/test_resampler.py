@@ -134,6 +134,20 @@ def test_frame_order_matters_only_through_time_embeddings(aggregator):
         assert torch.allclose(aggregator(permuted), aggregator(frames), atol=1e-5)
 
 
+def test_token_places_matter_only_through_spatial_embeddings():
+    torch.manual_seed(0)
+    spatial = build_aggregator(create_config("tiny", dim=DIM, dim_head=16, max_tokens=TOKENS)).eval()
+    frames = _frames(2, 8)
+    moved = frames[:, :, torch.randperm(TOKENS, generator=torch.Generator().manual_seed(4))]
+    with torch.no_grad():
+        assert not torch.allclose(spatial(moved), spatial(frames), atol=1e-4)
+        spatial.resampler.token_embed.zero_()
+        # Without them, shuffling every frame's tokens alike changes nothing: a token's place is lost.
+        assert torch.allclose(spatial(moved), spatial(frames), atol=1e-5)
+    with pytest.raises(ValueError, match="spatial embeddings"):
+        spatial(_frames(1, 2).repeat(1, 1, 2, 1))
+
+
 def test_bf16_autocast_runs():
     agg = build_aggregator(create_config("tiny", dim=DIM))
     with torch.autocast("cpu", dtype=torch.bfloat16):
