@@ -17,10 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="scaling_command", metavar="COMMAND", required=True)
 
     sweep = sub.add_parser("sweep", help="train one tiny model per (budget, size); resumable, JSONL results")
-    sweep.add_argument("--budgets", type=_floats, default=[1e11, 3e11, 1e12], help="training FLOPs, comma-separated")
-    sweep.add_argument("--sizes", default="16x1,32x2,64x2,128x2", help="model shapes DIMxLAYERS, comma-separated")
+    sweep.add_argument("--budgets", type=_floats, default=[3e11, 1e12, 3e12], help="training FLOPs, comma-separated")
+    sweep.add_argument("--sizes", default="16x1,24x1,32x2,48x2,64x2", help="model shapes DIMxLAYERS, comma-separated")
     sweep.add_argument("--shards", default="runs/demo/data/text")
-    sweep.add_argument("--tokenizer", default="runs/demo/tokenizer/tokenizer.json")
+    sweep.add_argument("--tokenizer", default=None,
+                       help="tokenizer.json (default: train a --vocab-size BPE on the shards into --out)")
+    sweep.add_argument("--vocab-size", type=int, default=1024)
     sweep.add_argument("--seq-len", type=int, default=128)
     sweep.add_argument("--batch-size", type=int, default=8)
     sweep.add_argument("--lr", type=float, default=3e-3)
@@ -56,7 +58,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from text.scaling_sweep import SweepPlan, run_sweep
 
     plan = SweepPlan(budgets=args.budgets, sizes=[s for s in args.sizes.split(",") if s], shards=args.shards,
-                     tokenizer=args.tokenizer, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
+                     tokenizer=args.tokenizer, vocab_size=args.vocab_size, seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
                      extra=args.set)
     records = run_sweep(plan, args.out, log=lambda m: print(f"herd scaling sweep: {m}", flush=True))
     print(f"{len(records)} runs in {args.out / 'results.jsonl'}")

@@ -5,7 +5,7 @@ warm-up a fixed fraction of the steps, decay to 0.1× peak, weight decay 0.1 × 
 (AdamW's decoupled decay), one fixed batch for every run — and record the validation loss and
 next-token accuracy. One JSON line per run; a finished (budget, size) is never rerun.
 
-    run_sweep(SweepPlan(budgets=[1e11, 3e11], sizes=["32x2", "64x2", "128x2"]), out=Path("runs/sweep"))
+    run_sweep(SweepPlan(budgets=[3e11, 1e12], sizes=["16x1", "24x1", "32x2"]), out=Path("runs/sweep"))
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ class SweepPlan:
     """Model shapes "DIMxLAYERS" (heads of width 16, half as many KV heads)."""
     shards: str = "runs/demo/data/text"
     """Text shards: trains on `train`, validates on `validation` (the held-out novel)."""
-    tokenizer: str = "runs/demo/tokenizer/tokenizer.json"
+    tokenizer: str | None = None
+    """tokenizer.json to use; None: train a `vocab_size` BPE on the train shards into the sweep's
+    folder. The default is small because at these budgets an 8K vocabulary's embedding and output
+    tables would be most of every model's parameters and FLOPs, and the IsoFLOP minima would sit at
+    the smallest size swept."""
+    vocab_size: int = 1024
     seq_len: int = 128
     batch_size: int = 8
     """Fixed batch for every run: batch_size × seq_len tokens per step."""
@@ -85,6 +90,8 @@ def run_sweep(plan: SweepPlan, out: Path, *, log=print) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     done = {run_key(r["budget"], r["size"]) for r in read_results(results_path)}
+    if plan.tokenizer is None:
+        plan.tokenizer = str(sweep_tokenizer(plan, out, log))
     vocab = load_tokenizer(plan.tokenizer).vocab_size
     for budget in plan.budgets:
         for size in plan.sizes:
@@ -105,6 +112,17 @@ def run_sweep(plan: SweepPlan, out: Path, *, log=print) -> list[dict]:
             log(f"{key}: {record['steps']} steps, {record['tokens']:,} tokens, {record['params']:,} params → "
                 f"val loss {record['val_loss']:.4f}, acc {record['val_acc']:.3f} ({record['seconds']} s)")
     return read_results(results_path)
+
+
+def sweep_tokenizer(plan: SweepPlan, out: Path, log=print) -> Path:
+    """out/tokenizer/tokenizer.json: a `plan.vocab_size` BPE of the train shards (trained once)."""
+    from text.tokenizer import train_tokenizer
+
+    path = out / "tokenizer" / "tokenizer.json"
+    if not path.is_file():
+        log(f"training a {plan.vocab_size}-id tokenizer on {plan.shards}/train-*.tar")
+        train_tokenizer([f"{plan.shards}/train-*.tar"], vocab_size=plan.vocab_size, out_dir=path.parent)
+    return path
 
 
 def train_one(plan: SweepPlan, record: dict, run_dir: Path) -> dict[str, float]:
@@ -158,4 +176,5 @@ class WithAccuracy:
         return {"val_loss": total / count, "val_acc": correct / count}
 
 
-__all__ = ["SweepPlan", "size_config", "plan_run", "run_sweep", "read_results", "train_one", "WithAccuracy"]
+__all__ = ["SweepPlan", "size_config", "plan_run", "run_sweep", "read_results", "sweep_tokenizer", "train_one",
+           "WithAccuracy"]

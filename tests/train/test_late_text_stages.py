@@ -160,3 +160,26 @@ def test_sft_rejection_sampling_sft_round(tmp_path, base, chat_shards, tiny_toke
     assert herd(["train", "text-sft", *common, f"--model.init={sft}", f"--data.shards={out}",
                  f"--run.dir={sft2}"]) == 0
     assert any("val_loss" in r for r in _rows(sft2))
+
+
+def test_scaling_sweep_trains_its_tokenizer_resumes_and_fits(sourced_shards, tmp_path, capsys):
+    """A 3-budget × 3-size IsoFLOP sweep through the CLI: its own small BPE, one record per run,
+    a rerun trains nothing, and `fit --held-out` predicts the largest budget from the others."""
+    out = tmp_path / "sweep"
+    args = ["scaling", "sweep", "--budgets", "1e8,3e8,1e9", "--sizes", "8x1,12x1,16x1", "--shards", str(sourced_shards),
+            "--vocab-size", "600", "--seq-len", "32", "--batch-size", "2", "--out", str(out)]
+    assert herd(args) == 0
+    from text.tokenizer import load_tokenizer
+
+    assert load_tokenizer(out / "tokenizer" / "tokenizer.json").vocab_size == 600
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 9 and all(r["steps"] >= 1 and r["val_loss"] > 0 for r in records)
+    assert {r["size"] for r in records if r["budget"] == 1e9} == {"8x1", "12x1", "16x1"}
+    capsys.readouterr()
+    assert herd(args) == 0
+    assert capsys.readouterr().out.count("done already") == 9
+    assert herd(["scaling", "fit", str(out / "results.jsonl"), "--held-out", "1e9", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert [b["flops"] for b in fit["budgets"]] == [1e8, 3e8]
+    (held,) = fit["held_out"]
+    assert held["flops"] == 1e9 and held["tokens_predicted"] > 0 and held["tokens_measured"] > 0
