@@ -211,6 +211,7 @@ def plot_isoflops(records: Sequence[dict], fits: Sequence[IsoFlopFit], law: Powe
         left.plot(10 ** grid, np.polyval(fit.coefficients, grid), "-", color=line.get_color(), alpha=0.6)
         left.plot([fit.tokens_opt], [fit.loss_opt], "*", color=line.get_color(), markersize=12)
     left.set(xscale="log", xlabel="training tokens", ylabel="validation loss", title="IsoFLOP curves")
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decade labels only: no overlap
     left.legend(fontsize=8)
     c = np.array([f.flops for f in fits])
     right.plot(c, [f.tokens_opt for f in fits], "o", label="per-budget optimum")

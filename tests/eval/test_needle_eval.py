@@ -56,3 +56,36 @@ def test_needle_cli_writes_scores_and_heat_map(tmp_path, filler_shards, tiny_tok
     assert (out / "needle.png").stat().st_size > 1000
     assert herd(["eval", "needle", "--checkpoint", str(ckpt), "--shards", str(filler_shards), "--out", str(out),
                  "--lengths", "1024"]) != 0  # beyond max_seq_len: one-line error
+
+
+def test_a_model_that_retrieves_scores_one_and_one_that_does_not_zero(tmp_path, filler_shards, tiny_tokenizer_dir,
+                                                                      tiny_tokenizer, monkeypatch):
+    """The scoring path end to end: a stand-in "model" that reads the needle out of its prompt
+    scores 1.0 in every cell; one that answers a wrong number scores 0."""
+    import re
+
+    import text.generate
+    from text.config import create_config
+    from text.model import Transformer
+    from train.checkpoint import save_checkpoint
+
+    model = Transformer(create_config("tiny", dim=32, n_layers=1, n_heads=2, n_kv_heads=1, vocab_size=1024,
+                                      max_seq_len=512))
+    ckpt = save_checkpoint(tmp_path / "ckpt", model.state_dict(), {"stage": "test", "model": model.spec()},
+                           tokenizer=tiny_tokenizer_dir / "tokenizer.json")
+
+    def retriever(offset):
+        def generate(model, prompts, max_new_tokens, **kw):
+            text = tiny_tokenizer.decode(prompts[0])
+            name = re.findall(r"The secret number of (\w+) is$", text)[0]
+            number = int(re.search(rf"secret number of {name} is (\d+)\.", text).group(1)) + offset
+            return [tiny_tokenizer.encode(f" {number}.")]
+        return generate
+
+    for offset, expected in ((0, 1.0), (1, 0.0)):
+        monkeypatch.setattr(text.generate, "generate", retriever(offset))
+        out = tmp_path / f"needle{offset}"
+        assert herd(["eval", "needle", "--checkpoint", str(ckpt), "--shards", str(filler_shards), "--out", str(out),
+                     "--lengths", "128,256", "--depths", "0,0.5,1", "--trials", "2"]) == 0
+        scores = json.loads((out / "scores.json").read_text())
+        assert set(scores["accuracy"].values()) == {expected}
