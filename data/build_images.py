@@ -64,7 +64,7 @@ PRESETS = {
     "micro": ImagesPreset(canvas=64, emoji=20, stamps=10, renders=1, eval_singles=5, vocabulary=24,
                           scenes={"train": 40, "validation": 10, "test": 20}),
     "tiny": ImagesPreset(canvas=64, emoji=800, stamps=300, renders=1, eval_singles=None, vocabulary=48,
-                         scenes={"train": 3000, "validation": 200, "test": 400}),
+                         scenes={"train": 16000, "validation": 200, "test": 400}),
     "full": ImagesPreset(canvas=128, emoji=None, stamps=None, renders=2, eval_singles=None, vocabulary=None,
                          scenes={"train": 60000, "validation": 2000, "test": 4000}),
 }

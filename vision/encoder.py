@@ -20,6 +20,8 @@ tokens, so padding pixels cannot leak into real tiles.
 
 from __future__ import annotations
 
+import math
+
 
 import torch
 import torch.nn.functional as F
@@ -115,12 +117,33 @@ class TileEmbedding(nn.Module):
         return x + self.gate.tanh() * self.embedding(ratio_ids).view(-1, *self.shape)
 
 
+def sincos_2d(grid: int, width: int) -> Tensor:
+    """[1 + grid², width] fixed 2-D sine-cosine positions (MAE), zero for the class token: half the
+    channels encode the patch's row, half its column, each at `width // 4` frequencies."""
+    quarter = width // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                                indexing="ij")
+    parts = [f(a.flatten()[:, None] * freqs) for a in (rows, cols) for f in (torch.sin, torch.cos)]
+    table = torch.zeros(1 + grid * grid, width)
+    table[1:, : 4 * quarter] = torch.cat(parts, dim=1)
+    return table
+
+
 class PositionEmbedding(nn.Module):
-    """Per-token positions: (1 − tanh g)·local[tok] + tanh g·tile_aware[id, tile, tok]; g starts at 0."""
+    """Per-token positions: (1 − tanh g)·local[tok] + tanh g·tile_aware[id, tile, tok]; g starts at 0.
+
+    The local table starts from 2-D sine-cosine positions rather than small random vectors: every
+    token then carries its row and column in its own vector, which the cross-attention layers
+    need (their keys get no other position signal) and which a contrastive objective alone, with
+    captions that rarely hinge on where things are, does not teach a small encoder."""
 
     def __init__(self, n_ratio_ids: int, max_tiles: int, n_tokens: int, width: int):
         super().__init__()
-        self.embedding = nn.Parameter(torch.randn(n_tokens, width) * width ** -0.5)
+        grid = math.isqrt(n_tokens - 1)
+        init = (sincos_2d(grid, width) if grid * grid == n_tokens - 1
+                else torch.randn(n_tokens, width) * width ** -0.5)
+        self.embedding = nn.Parameter(init)
         self.tile_embedding = TileEmbedding(n_ratio_ids, max_tiles, n_tokens, width)
 
     def forward(self, x: Tensor, ratio_ids: Tensor) -> Tensor:

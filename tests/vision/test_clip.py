@@ -60,7 +60,7 @@ def test_a_few_steps_fit_a_tiny_batch():
     tokens = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]])
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(8):
+    for _ in range(12):
         loss = model.loss(pixels, ids, tokens)
         opt.zero_grad()
         loss.backward()

@@ -84,3 +84,16 @@ def test_every_parameter_gets_a_gradient(encoder):
     enc(_images(2, 1), torch.tensor([[3], [8]])).square().mean().backward()
     for name, p in enc.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0 and torch.isfinite(p.grad).all(), name
+
+
+def test_local_positions_start_as_2d_sincos_that_name_each_tokens_row_and_column():
+    from vision.encoder import sincos_2d
+
+    table = sincos_2d(4, 32)  # [1 + 16, 32]: class token, then patches row by row
+    assert table.shape == (17, 32) and not table[0].any()
+    patches = table[1:].view(4, 4, 32)
+    assert torch.equal(patches[2, 0, :16], patches[2, 3, :16])   # same row → same row channels
+    assert torch.equal(patches[0, 1, 16:], patches[3, 1, 16:])   # same column → same column channels
+    assert torch.cdist(table[1:], table[1:]).add(torch.eye(16)).min() > 0.1  # every patch is distinct
+    encoder = build_encoder(create_config("tiny", tile_size=56))  # 4×4 patches of 14 px
+    assert torch.equal(encoder.position_embedding.embedding.data, sincos_2d(4, encoder.config.width))
