@@ -63,7 +63,7 @@ PRESETS = {
     "micro": VideoPreset(canvas=64, frames=8, vocabulary=16, penguin_renders=1,
                          sprite_clips={"train": 24, "validation": 8, "test": 8}),
     "tiny": VideoPreset(canvas=64, frames=8, vocabulary=32, penguin_renders=4,
-                        sprite_clips={"train": 800, "validation": 80, "test": 120}),
+                        sprite_clips={"train": 8000, "validation": 80, "test": 120}),
     "full": VideoPreset(canvas=96, frames=16, vocabulary=None, penguin_renders=20,
                         sprite_clips={"train": 20000, "validation": 1000, "test": 2000}),
 }
