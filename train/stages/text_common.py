@@ -3,7 +3,7 @@ checkpoint, with its provenance), shard lookup, and the token-level losses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,19 +109,27 @@ def supervised_loss(logits_at: Callable[[Tensor], Tensor], targets: Tensor) -> S
                       metrics={"supervised_tokens": float(supervised.sum())})
 
 
-def masked_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[str, Tensor]], Tensor],
-                    device: torch.device, max_batches: int) -> dict[str, float]:
-    """{"val_loss": CE averaged over every supervised token} of up to `max_batches` batches whose
-    `targets` mark unsupervised positions IGNORE; `logits(batch)` runs the model ({} if none)."""
-    total, count = 0.0, 0
+def supervised_batches(batches: Iterable[dict[str, Tensor]], device: torch.device,
+                       max_batches: int) -> Iterator[tuple[dict[str, Tensor], int]]:
+    """(batch on `device`, its number of supervised tokens) for up to `max_batches` batches whose
+    `targets` mark unsupervised positions IGNORE; batches without any are passed over."""
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         n = int((batch["targets"] != IGNORE).sum())
         if n:
-            total += float(cross_entropy(logits(batch), batch["targets"])) * n
-            count += n
+            yield batch, n
+
+
+def masked_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[str, Tensor]], Tensor],
+                    device: torch.device, max_batches: int) -> dict[str, float]:
+    """{"val_loss": CE averaged over every supervised token} of up to `max_batches` batches whose
+    `targets` mark unsupervised positions IGNORE; `logits(batch)` runs the model ({} if none)."""
+    total, count = 0.0, 0
+    for batch, n in supervised_batches(batches, device, max_batches):
+        total += float(cross_entropy(logits(batch), batch["targets"])) * n
+        count += n
     return {"val_loss": total / count} if count else {}
 
 
@@ -132,15 +140,10 @@ def media_val_loss(batches: Iterable[dict[str, Tensor]], logits: Callable[[dict[
     media (`swap(batch)`) minus the real loss, from the same batches read once. Near 0 means an
     adapter has learned the answers' language but does not read its image, clip or audio."""
     real, swapped, count = 0.0, 0.0, 0
-    for i, batch in enumerate(batches):
-        if i >= max_batches:
-            break
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        n = int((batch["targets"] != IGNORE).sum())
-        if n:
-            real += float(cross_entropy(logits(batch), batch["targets"])) * n
-            swapped += float(cross_entropy(logits(swap(batch)), batch["targets"])) * n
-            count += n
+    for batch, n in supervised_batches(batches, device, max_batches):
+        real += float(cross_entropy(logits(batch), batch["targets"])) * n
+        swapped += float(cross_entropy(logits(swap(batch)), batch["targets"])) * n
+        count += n
     return {"val_loss": real / count, gain_key: (swapped - real) / count} if count else {}
 
 
@@ -155,9 +158,10 @@ def scale_branches_from_batch(layers: nn.ModuleList, blocks: dict[int, nn.Module
     match_branch_scale(layers, blocks, lambda: logits(batch))
 
 
-__all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm",
-           "parent_entry", "shard_list", "token_logprobs", "cross_entropy", "masked_val_loss", "media_val_loss",
-           "scale_branches_from_batch"]
+__all__ = ["IGNORE", "resolve_checkpoint", "tokenizer_file", "load_tokenizer_for", "build_lm", "parent_entry",
+           "shard_list", "token_logprobs", "cross_entropy", "supervised_loss", "supervised_batches",
+           "masked_val_loss", "media_val_loss", "scale_branches_from_batch"]
+
 
 
 PRETRAIN_PROMPTS = ("It is a truth universally acknowledged", "Call me", "The ship")
