@@ -24,7 +24,7 @@ STAGES = ("text_pretrain", "text_sft", "text_dpo", "vision_clip", "vision_adapte
 EVALS = {"text": "Text: held-out perplexity", "caption": "Images: captioning",
          "video": "Video: motion and captions", "asr": "Speech: recognition", "guard": "Safety guard"}
 """eval/<task> folders and their section titles."""
-HEADLINE = {"text": ("perplexity", "nll", "tokens"),
+HEADLINE = {"text": ("perplexity", "nll", "tokens", "copy_accuracy", "copy_accuracy_first_pass"),
             "caption": ("model.CIDEr-D", "model.BLEU-4", "model.exact_match", "baseline.CIDEr-D", "baseline.BLEU-4"),
             "video": ("motion_accuracy", "single_frame_motion_accuracy", "image_model_motion_accuracy", "cider_d",
                       "bleu_4"),

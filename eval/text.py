@@ -8,6 +8,13 @@ Each document is scored on its own (`<|begin_of_text|>` + text + `<|end_of_text|
 and documents never see each other. Any checkpoint with a language model works: a fused model is
 scored through its frozen LM. Writes scores.json (nll, perplexity, tokens, documents) and
 per-document JSONL (id, tokens, nll).
+
+scores.json also measures in-context copying, which a frozen LM needs to repeat what an adapter
+puts in its prompt (the speech adapter's "Repeat after me", llama3-spec §5.4): the first
+`COPY_SPAN` tokens of each document, twice in a row, and the greedy next-token accuracy on the
+second occurrence (`copy_accuracy`) against the first (`copy_accuracy_first_pass`). An LM with
+induction heads (Olsson et al. 2022) predicts nearly every token of the repeat; one without
+scores about what it scores on the first pass.
 """
 
 from __future__ import annotations
@@ -47,6 +54,27 @@ def documents(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
         yield sample["__key__"], sample["txt"]
 
 
+COPY_SPAN = 32
+"""Tokens repeated per document by the copying score."""
+
+
+def copy_rows(docs: list[list[int]], bos_id: int, span: int = COPY_SPAN) -> list[list[int]]:
+    """BOS + the first `span` tokens after BOS of each document long enough, twice."""
+    return [[bos_id, *d[1:span + 1], *d[1:span + 1]] for d in docs if len(d) > span]
+
+
+def copy_accuracy(lm, rows: list[list[int]], span: int = COPY_SPAN) -> dict[str, float]:
+    """Greedy next-token accuracy on the repeated span of `copy_rows` (its first token excluded:
+    nothing announces the repeat) and on the same positions of the first pass."""
+    import torch
+
+    x = torch.tensor(rows)
+    with torch.inference_mode():
+        hits = lm(x[:, :-1]).argmax(-1) == x[:, 1:]  # hits[:, i] predicts token i + 1
+    return {"copy_accuracy": float(hits[:, span + 1:].float().mean()),
+            "copy_accuracy_first_pass": float(hits[:, 1:span].float().mean()), "copy_rows": len(rows)}
+
+
 def windows(ids: list[int], seq_len: int) -> Iterator[list[int]]:
     """Overlapping windows of ≤ seq_len + 1 tokens: each token after the first is a target once."""
     for start in range(0, max(1, len(ids) - 1), seq_len):
@@ -67,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(ckpt)
     args.out.mkdir(parents=True, exist_ok=True)
     per_doc, total_nll, total_tokens = [], 0.0, 0
+    copy_docs: list[list[int]] = []
     pending: list[tuple[int, list[int]]] = []  # (document index, window)
 
     def flush() -> None:
@@ -91,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             break
         per_doc.append({"id": doc_id, "nll_sum": 0.0, "tokens": 0})
         ids = tokenizer.encode(text, bos=True, eos=True)
+        copy_docs.append(ids[:COPY_SPAN + 1])
         for w in windows(ids, args.seq_len):
             pending.append((len(per_doc) - 1, w))
             if len(pending) == args.batch_size:
@@ -103,14 +133,19 @@ def run(args: argparse.Namespace) -> int:
     scores = {"task": "text", "checkpoint": str(ckpt), "stage": meta.get("stage"),
               "source": str(args.manifest or args.shards), "split": None if args.manifest else args.split,
               "documents": len(per_doc), "tokens": total_tokens, "nll": nll, "perplexity": math.exp(nll)}
+    rows = copy_rows(copy_docs, tokenizer.bos_id)
+    if rows:
+        scores.update(copy_accuracy(lm, rows))
     (args.out / "scores.json").write_text(json.dumps(scores, indent=2))
     with open(args.out / "samples.jsonl", "w") as f:
         for d in per_doc:
             f.write(json.dumps({"id": d["id"], "tokens": d["tokens"],
                                 "nll": d["nll_sum"] / max(d["tokens"], 1)}) + "\n")
+    copying = (f"; copies {scores['copy_accuracy']:.1%} of a repeated span "
+               f"({scores['copy_accuracy_first_pass']:.1%} on its first pass)" if rows else "")
     print(f"text perplexity {scores['perplexity']:.2f} (nll {nll:.4f}) over {total_tokens:,} tokens "
-          f"in {len(per_doc)} documents → {args.out / 'scores.json'}")
+          f"in {len(per_doc)} documents{copying} → {args.out / 'scores.json'}")
     return 0
 
 
-__all__ = ["register", "run", "documents", "windows"]
+__all__ = ["register", "run", "documents", "windows", "COPY_SPAN", "copy_rows", "copy_accuracy"]

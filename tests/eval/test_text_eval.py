@@ -79,3 +79,39 @@ def test_bad_manifest_is_one_line(tmp_path, checkpoint, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "docs.jsonl:2" in err[0] and "'text'" in err[0]
     assert not (tmp_path / "out" / "scores.json").exists()
+
+
+class InductionStandIn(torch.nn.Module):
+    """Predicts the token that followed the latest earlier occurrence of the current token (0 if none)."""
+
+    def forward(self, x):
+        B, T = x.shape
+        logits = torch.zeros(B, T, 64)
+        for b in range(B):
+            for i in range(T):
+                earlier = [j for j in range(i) if x[b, j] == x[b, i]]
+                logits[b, i, int(x[b, earlier[-1] + 1]) if earlier else 0] = 1.0
+        return logits
+
+
+def test_copy_accuracy_separates_a_copying_lm_from_one_that_cannot_copy():
+    from eval.text import copy_accuracy, copy_rows
+
+    span = 8
+    docs = [[1, *range(10 + k, 10 + k + span + 3)] for k in range(3)] + [[1, 5, 6]]  # the last is too short
+    rows = copy_rows(docs, bos_id=1, span=span)
+    assert len(rows) == 3 and rows[0][1:span + 1] == rows[0][span + 1:] == list(range(10, 10 + span))
+    copier = copy_accuracy(InductionStandIn(), rows, span=span)
+    assert copier["copy_accuracy"] == 1.0 and copier["copy_accuracy_first_pass"] == 0.0
+    unigram = copy_accuracy(lambda x: torch.zeros(*x.shape, 64).index_fill_(-1, torch.tensor([12]), 1.0), rows,
+                            span=span)
+    assert unigram["copy_accuracy"] == unigram["copy_accuracy_first_pass"] < 0.2
+
+
+def test_scores_report_copying(tmp_path, checkpoint):
+    manifest = tmp_path / "docs.jsonl"
+    manifest.write_text(json.dumps({"text": "the river ran past the old garden wall and on " * 8}) + "\n")
+    assert main(["eval", "text", "--checkpoint", str(checkpoint), "--manifest", str(manifest),
+                 "--out", str(tmp_path / "out")]) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert scores["copy_rows"] == 1 and 0.0 <= scores["copy_accuracy"] <= 1.0
