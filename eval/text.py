@@ -10,11 +10,11 @@ scored through its frozen LM. Writes scores.json (nll, perplexity, tokens, docum
 per-document JSONL (id, tokens, nll).
 
 scores.json also measures in-context copying, which a frozen LM needs to repeat what an adapter
-puts in its prompt (the speech adapter's "Repeat after me", llama3-spec §5.4): the first
-`COPY_SPAN` tokens of each document, twice in a row, and the greedy next-token accuracy on the
-second occurrence (`copy_accuracy`) against the first (`copy_accuracy_first_pass`). An LM with
-induction heads (Olsson et al. 2022) predicts nearly every token of the repeat; one without
-scores about what it scores on the first pass.
+puts in its prompt (the speech adapter's "Repeat after me", llama3-spec §5.4). The first
+`COPY_SPAN` tokens of each of the first `COPY_DOCUMENTS` documents are given twice in a row; the
+score is the greedy next-token accuracy on the second occurrence (`copy_accuracy`) against the
+first (`copy_accuracy_first_pass`). An LM with induction heads (Olsson et al. 2022) predicts
+nearly every token of the repeat; one without scores about what it scores on the first pass.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def documents(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 
 COPY_SPAN = 32
 """Tokens repeated per document by the copying score."""
+COPY_DOCUMENTS = 256
+"""Documents the copying score uses at most (its rows run as one batch)."""
 
 
 def copy_rows(docs: list[list[int]], bos_id: int, span: int = COPY_SPAN) -> list[list[int]]:
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             break
         per_doc.append({"id": doc_id, "nll_sum": 0.0, "tokens": 0})
         ids = tokenizer.encode(text, bos=True, eos=True)
-        copy_docs.append(ids[:COPY_SPAN + 1])
+        if len(copy_docs) < COPY_DOCUMENTS:
+            copy_docs.append(ids[:COPY_SPAN + 1])
         for w in windows(ids, args.seq_len):
             pending.append((len(per_doc) - 1, w))
             if len(pending) == args.batch_size:
@@ -148,4 +151,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "run", "documents", "windows", "COPY_SPAN", "copy_rows", "copy_accuracy"]
+__all__ = ["register", "run", "documents", "windows", "COPY_SPAN", "COPY_DOCUMENTS", "copy_rows", "copy_accuracy"]
