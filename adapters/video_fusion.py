@@ -35,11 +35,13 @@ from text.config import TextConfig
 from text.model import Transformer, logits_where
 from video.config import ResamplerConfig
 from video.resampler import TemporalAggregator, build_aggregator
+from video.word_head import CaptionWordHead
 from vision.config import VisionConfig
 from vision.encoder import VisionEncoder
 
-VIDEO_MODULES = ("video_aggregator", "video_cross_attention_layers")
-"""Top-level submodules that belong to the video path (everything else is the image model)."""
+VIDEO_MODULES = ("video_aggregator", "video_cross_attention_layers", "video_word_head")
+"""Top-level submodules that belong to the video path (everything else is the image model);
+`video_word_head` is the optional training-only caption-word head (`video.word_head`)."""
 
 VIDEO_EVERY = 4
 """One video cross-attention block per this many image cross-attention blocks (llama3-spec §4)."""
@@ -67,11 +69,13 @@ class VideoFusionModel(FusionModel):
 
     def __init__(self, lm: Transformer, encoder: VisionEncoder, projection: VisionProjection,
                  blocks: dict[int, CrossAttentionBlock], aggregator: TemporalAggregator,
-                 video_blocks: dict[int, CrossAttentionBlock], fusion: FusionConfig = FusionConfig()):
+                 video_blocks: dict[int, CrossAttentionBlock], fusion: FusionConfig = FusionConfig(),
+                 word_head: CaptionWordHead | None = None):
         super().__init__(lm, encoder, projection, blocks, fusion)
         self.video_aggregator = aggregator
         self.video_cross_attention_layers = nn.ModuleDict(
             {str(i): b for i, b in sorted(video_blocks.items())})
+        self.video_word_head = word_head
         self.video_schedule = sorted(video_blocks)
         self.video_token_id = self.image_token_id + 1
 
@@ -89,7 +93,8 @@ class VideoFusionModel(FusionModel):
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this model (meta.json `model`; `from_spec` is the inverse)."""
-        return {**super().spec(), "arch": "llama3-video", "resampler": self.resampler_config.to_dict()}
+        return {**super().spec(), "arch": "llama3-video", "resampler": self.resampler_config.to_dict(),
+                "word_head": self.video_word_head is not None}
 
     @property
     def resampler_config(self) -> ResamplerConfig:
@@ -121,6 +126,13 @@ class VideoFusionModel(FusionModel):
         out = self.video_aggregator(features, frame_mask)  # [B, G, L, dim]
         mask = frame_mask if frame_mask is not None else features.new_ones(B, F, dtype=torch.bool)
         return out.flatten(1, 2), self.video_aggregator.group_mask(mask)
+
+    def caption_word_logits(self, video_tokens: Tensor) -> Tensor:
+        """video tokens [B, G·n_latents, dim] → caption-word logits [B, V] of the word head (the
+        LM's final norm and output table read them; see `video.word_head`)."""
+        if self.video_word_head is None:
+            raise ValueError("this video model has no caption-word head (build it with word_head=True)")
+        return self.video_word_head(video_tokens, self.norm, self.output)
 
     def video_kv(self, video_tokens: Tensor) -> dict[int, tuple[Tensor, Tensor]]:
         """K/V of every video block, each [B, n_kv, G·n_latents, head_dim]."""
@@ -211,10 +223,12 @@ def _block(c: TextConfig) -> CrossAttentionBlock:
     return block
 
 
-def build_video_fusion_model(image_model: FusionModel, resampler: ResamplerConfig) -> VideoFusionModel:
+def build_video_fusion_model(image_model: FusionModel, resampler: ResamplerConfig, *,
+                             word_head: bool = False) -> VideoFusionModel:
     """Add a fresh aggregator (at the LM width: it merges projected frame tokens) and video blocks
     on `video_schedule` to `image_model`, sharing its modules and copying its new-token rows;
-    every video gate starts at zero, so logits equal the image model's."""
+    every video gate starts at zero, so logits equal the image model's. `word_head` adds the
+    training-only caption-word head (`video.word_head`)."""
     c = image_model.config
     if resampler.dim != c.dim:
         raise ValueError(f"resampler dim {resampler.dim} must equal the LM width {c.dim}")
@@ -222,7 +236,7 @@ def build_video_fusion_model(image_model: FusionModel, resampler: ResamplerConfi
     model = VideoFusionModel(image_model.text_model, image_model.vision_encoder, image_model.vision_projection,
                              blocks, build_aggregator(resampler),
                              {i: _block(c) for i in video_schedule(image_model.schedule)},
-                             image_model.fusion_config)
+                             image_model.fusion_config, CaptionWordHead(c.dim) if word_head else None)
     model.learnable_embedding.load_state_dict(image_model.learnable_embedding.state_dict())
     return model
 
@@ -231,7 +245,8 @@ def from_spec(spec: dict[str, Any]) -> VideoFusionModel:
     """An untrained video model of the shape `VideoFusionModel.spec()` describes."""
     lm = Transformer(TextConfig.from_dict(spec["text"]))
     image_model = build_fusion_model(lm, VisionConfig.from_dict(spec["vision"]), FusionConfig(**spec["fusion"]))
-    return build_video_fusion_model(image_model, ResamplerConfig.from_dict(spec["resampler"]))
+    return build_video_fusion_model(image_model, ResamplerConfig.from_dict(spec["resampler"]),
+                                    word_head=bool(spec.get("word_head", False)))
 
 
 __all__ = ["VIDEO_MODULES", "VIDEO_EVERY", "video_schedule", "VideoFusionCache", "VideoFusionModel",

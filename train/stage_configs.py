@@ -154,6 +154,9 @@ class VideoSection:
     """LR factor of the video attention gates."""
     ffn_gate_lr_scale: float = 1.0
     """LR factor of the video FFN gates."""
+    word_weight: float = 0.0
+    """Weight of the auxiliary caption-word loss on the aggregator's latents (`video.word_head`:
+    bag-of-words CE read through the LM's output table); 0 = caption loss only, as in the paper."""
 
 
 @dataclass(kw_only=True)

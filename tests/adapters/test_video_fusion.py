@@ -137,3 +137,25 @@ def test_greedy_generate_with_an_attached_video_follows_the_full_forward(video_m
     with torch.no_grad():
         full = video_model(torch.cat([tokens, torch.tensor(out)[:, :-1]], 1), video=clip)
     assert torch.equal(full[:, 11:].argmax(-1), torch.tensor(out))
+
+
+def test_the_caption_word_head_is_in_the_spec_and_trainable_set_and_the_forward_ignores_it(fused):
+    torch.manual_seed(2)
+    plain = build_video_fusion_model(fused, create_config("tiny", dim=TEXT.dim))
+    with_head = build_video_fusion_model(fused, create_config("tiny", dim=TEXT.dim), word_head=True)
+    assert not plain.spec()["word_head"] and plain.video_word_head is None
+    rebuilt = from_spec(with_head.spec())
+    rebuilt.load_state_dict(with_head.state_dict(), strict=True)  # the head's keys round-trip
+    names = video_adapter_policy(with_head)
+    assert {n for n in names if n.startswith("video_word_head.")} == {"video_word_head.proj.weight"}
+    tokens = torch.randint(0, V, (1, 6))
+    tokens[0, 1] = V + 1
+    features = torch.randn(1, 8, 17, TEXT.dim)
+    with_head.load_state_dict({**plain.state_dict(), **{k: v for k, v in with_head.state_dict().items()
+                                                        if k.startswith("video_word_head.")}})
+    with torch.no_grad():
+        assert torch.equal(with_head(tokens, video_features=features), plain(tokens, video_features=features))
+        words = with_head.caption_word_logits(with_head.aggregate(features)[0])
+    assert words.shape == (1, with_head.output.out_features)
+    with pytest.raises(ValueError, match="no caption-word head"):
+        plain.caption_word_logits(plain.aggregate(features)[0])

@@ -134,3 +134,17 @@ def test_cached_frame_features_equal_pixels_and_skip_decoding_on_later_epochs(cl
         from_pixels = model(pixels["tokens"], video=pixels["video"], video_ratio_ids=pixels["video_ratio_ids"])
         from_features = model(first["tokens"], video_features=first["video_features"])
     torch.testing.assert_close(from_features, from_pixels, rtol=1e-5, atol=1e-5)
+
+
+def test_the_caption_word_loss_trains_its_head_with_the_video_path(tmp_path, clip_shards, tiny_tokenizer_dir):
+    from train.models import load_model
+
+    assert herd(["train", "video-adapter", *MICRO_REAL, f"--data.shards={clip_shards}",
+                 f"--data.tokenizer={tiny_tokenizer_dir / 'tokenizer.json'}", "--data.batch_size=4",
+                 "--train.steps=3", "--train.eval_every=0", "--video.word_weight=1.0", f"--run.dir={tmp_path}"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["word_loss"] > 0 for r in rows if "loss" in r) and any("loss" in r for r in rows)
+    ckpt = tmp_path / "checkpoints" / "step_00000003"
+    model, meta = load_model(ckpt)
+    assert meta["model"]["word_head"] and "video_word_head.proj.weight" in model.video_params()
+    assert "video_word_head.proj.weight" not in meta["frozen_checksums"]

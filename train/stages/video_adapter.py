@@ -8,6 +8,9 @@ random image path of `video.image_preset` is then built around it. A `video-adap
 continues as it is. Data: clip–caption shards from `data/build_video.py`, see
 `train/stages/video_batches.py` for the dialogue, the frames and what happens to bad clips.
 
+With `video.word_weight` > 0 the loss adds the caption-word objective of `video.word_head` on the
+aggregator's latents (each caption word a direct target, the motion word included).
+
 The image encoder and projection are frozen and clips are not augmented, so with
 `video.cache_features` (the default) each clip's frame features are computed once, on its first
 read, and kept in memory (`video_batches.FrameFeatures`): later epochs skip decoding and encoding,
@@ -32,16 +35,17 @@ from train.stages.text_common import (build_lm, supervised_loss, load_tokenizer_
                                       resolve_checkpoint, scale_branches_from_batch, shard_list, tokenizer_file)
 from train.stages.video_batches import FrameFeatures, VideoBatcher
 from train.unit import StepOutput
+from video.word_head import CaptionWordHead, caption_word_loss
 
 
 class VideoAdapterUnit:
     """Masked next-token CE on captions, with one clip attached per row."""
 
     def __init__(self, model: VideoFusionModel, train_loader, make_val_loader, tokenizer_path: Path | None,
-                 parents: list[dict], lr_scales: dict[str, float]):
+                 parents: list[dict], lr_scales: dict[str, float], word_weight: float = 0.0):
         self.model, self.train_loader, self.make_val_loader = model, train_loader, make_val_loader
         self.tokenizer_path, self.parents = tokenizer_path, parents
-        self._lr_scales = lr_scales
+        self._lr_scales, self.word_weight = lr_scales, word_weight
 
     def lr_scales(self) -> dict[str, float]:
         return self._lr_scales
@@ -58,7 +62,17 @@ class VideoAdapterUnit:
                      video_features=batch.get("video_features"), logits_at=at)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
-        return supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
+        if not self.word_weight:
+            return supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
+        features = batch.get("video_features")
+        if features is None:  # the image path is frozen: encode once for both losses
+            with torch.no_grad():
+                features = self.model.frame_features(batch["video"], batch.get("video_ratio_ids"))
+            batch = {**batch, "video": None, "video_features": features}
+        out = supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
+        words = caption_word_loss(self.model.caption_word_logits(self.model.aggregate(features)[0]), batch["targets"])
+        out.metrics["word_loss"] = float(words.detach())
+        return StepOutput(loss=out.loss + self.word_weight * words, tokens=out.tokens, metrics=out.metrics)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
@@ -96,7 +110,10 @@ def build_model(config: VideoAdapterConfig, env: DistEnv, vocab_size: int) -> tu
     if not isinstance(model, VideoFusionModel):
         encoder = model.vision_encoder.config  # every frame token gets its place: tiles × tokens per tile
         model = build_video_fusion_model(model, resampler_config(
-            config.video.preset, dim=model.config.dim, max_tokens=encoder.max_tiles * encoder.tokens_per_tile))
+            config.video.preset, dim=model.config.dim, max_tokens=encoder.max_tiles * encoder.tokens_per_tile),
+            word_head=config.video.word_weight > 0)
+    elif config.video.word_weight > 0 and model.video_word_head is None:  # continuing a video model
+        model.video_word_head = CaptionWordHead(model.config.dim)
     if model.config.vocab_size != vocab_size:
         raise ValueError(f"model.init has vocab_size {model.config.vocab_size}, the tokenizer {vocab_size}")
     model = model.to(env.device).train()
@@ -125,7 +142,7 @@ def build(config: VideoAdapterConfig, env: DistEnv) -> VideoAdapterUnit:
                                   lambda b: VideoAdapterUnit.logits(model, b), env.device)
     lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale}
     return VideoAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
-                            parents, {k: f for k, f in lr_scales.items() if f != 1.0})
+                            parents, {k: f for k, f in lr_scales.items() if f != 1.0}, v.word_weight)
 
 
 __all__ = ["VideoAdapterUnit", "build_model", "swap_clips", "build"]
