@@ -6,10 +6,14 @@ per split, sha256 per shard, sources with licences — DESIGN.md "Shards").
 
 Reading: `ShardReader` yields decoded samples of one reader *slot* (rank × worker) of a shard
 list, in an order fixed by (seed, epoch): shards are permuted per epoch and dealt to the slots;
-with fewer shards than slots every slot reads every shard and keeps every n-th sample. Samples
-inside a shard are permuted too (random access into the uncompressed tar, so no shuffle buffer
-and nothing to replay on resume). Its `state_dict()` — epoch, shard order, shard cursor,
-offset, skip counts — restores the exact position.
+with fewer shards than slots every slot reads every shard and keeps every n-th sample. The slot's
+shards are then read in windows of `interleave` consecutive shards, and the samples of a whole
+window are permuted together (random access into the uncompressed tars, so no shuffle buffer and
+nothing to replay on resume). Windows matter because builders write their sources one after the
+other: a video split is 8,000 sprite clips and then 188 xpenguins clips, which land in a shard of
+their own; read shard by shard, training met them as a dozen consecutive penguin-only batches per
+epoch and never learned them. Its `state_dict()` — epoch, shard order, window cursor, offset,
+skip counts — restores the exact position.
 
 Bad input (a truncated shard, a corrupt member, a missing key, non-UTF-8 text, or anything a
 `decode` hook rejects with `ValueError`) is skipped with one warning line naming shard and key and
@@ -187,20 +191,22 @@ class ShardReader:
 
     def __init__(self, shards: Sequence[str | Path], *, slot: int = 0, num_slots: int = 1, seed: int = 0,
                  shuffle: bool = True, epochs: int | None = None, decode: Decoder = decode_raw,
-                 required: Sequence[str] = (), strict: bool = False) -> None:
+                 required: Sequence[str] = (), strict: bool = False, interleave: int = 8) -> None:
         if not shards:
             raise ValueError("ShardReader needs at least one shard")
         if not 0 <= slot < num_slots:
             raise ValueError(f"slot {slot} out of range for {num_slots} slots")
+        if interleave < 1:
+            raise ValueError(f"interleave must be ≥ 1 shard, got {interleave}")
         self.shards = [Path(s) for s in shards]
-        self.slot, self.num_slots = slot, num_slots
+        self.slot, self.num_slots, self.interleave = slot, num_slots, interleave
         self.seed, self.shuffle, self.epochs = seed, shuffle, epochs
         self.decode, self.required, self.strict = decode, tuple(required), strict
         self.epoch, self.cursor, self.offset = 0, 0, 0
         self.skipped: Counter[str] = Counter()
         self._index: dict[Path, tuple[list, str | None]] = {}
         self._order_cache: tuple[int, list[int]] = (-1, [])
-        self._sample_cache: tuple[tuple, list[int]] = ((), [])
+        self._sample_cache: tuple[tuple, list[tuple[int, int]]] = ((), [])
 
     # -- order -------------------------------------------------------------------------------
     def shard_order(self, epoch: int) -> list[int]:
@@ -217,23 +223,27 @@ class ShardReader:
             return order[self.slot::self.num_slots]
         return order
 
-    def _sample_order(self, epoch: int, shard: int, count: int) -> list[int]:
-        if self._sample_cache[0] != (epoch, shard, count):
-            self._sample_cache = ((epoch, shard, count), self._sample_order_uncached(epoch, shard, count))
-        return self._sample_cache[1]
+    def windows(self, epoch: int) -> list[list[int]]:
+        """This slot's shards in `epoch`, in read order, grouped into windows of `interleave`."""
+        order = self.shard_order(epoch)
+        return [order[i:i + self.interleave] for i in range(0, len(order), self.interleave)]
 
-    def _sample_order_uncached(self, epoch: int, shard: int, count: int) -> list[int]:
-        order = list(range(count))
-        if self.shuffle:
-            random.Random(f"samples:{self.seed}:{epoch}:{shard}").shuffle(order)
-        if len(self.shards) < self.num_slots:  # fewer shards than slots: deal samples instead
-            order = order[self.slot::self.num_slots]
-        return order
+    def _window_order(self, epoch: int, window: list[int], counts: list[int]) -> list[tuple[int, int]]:
+        """(shard index, sample position) pairs of one window, in read order."""
+        key = (epoch, tuple(window), tuple(counts))
+        if self._sample_cache[0] != key:
+            order = [(shard, i) for shard, count in zip(window, counts) for i in range(count)]
+            if self.shuffle:  # a one-shard window shuffles exactly as readers did before windows
+                random.Random(f"samples:{self.seed}:{epoch}:{','.join(map(str, window))}").shuffle(order)
+            if len(self.shards) < self.num_slots:  # fewer shards than slots: deal samples instead
+                order = order[self.slot::self.num_slots]
+            self._sample_cache = (key, order)
+        return self._sample_cache[1]
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor, "offset": self.offset, "seed": self.seed,
-                "slot": self.slot, "num_slots": self.num_slots,
+                "slot": self.slot, "num_slots": self.num_slots, "interleave": self.interleave,
                 "shard_order": [self.shards[i].name for i in self.shard_order(self.epoch)],
                 "skipped": dict(self.skipped)}
 
@@ -241,6 +251,9 @@ class ShardReader:
         if (state["slot"], state["num_slots"], state["seed"]) != (self.slot, self.num_slots, self.seed):
             raise ValueError(f"reader state is for slot {state['slot']}/{state['num_slots']} seed {state['seed']}, "
                              f"not {self.slot}/{self.num_slots} seed {self.seed}")
+        # the position is only meaningful in the windows it was saved with (states from before
+        # windows read shard by shard: 1)
+        self.interleave = state.get("interleave", 1)
         self.epoch, self.cursor, self.offset = state["epoch"], state["cursor"], state["offset"]
         expected = [self.shards[i].name for i in self.shard_order(self.epoch)]
         if state.get("shard_order", expected) != expected:
@@ -301,16 +314,16 @@ class ShardReader:
     def __next__(self) -> dict:
         while self.epochs is None or self.epoch < self.epochs:
             whole_epoch = self.cursor == 0 and self.offset == 0  # traversed entirely inside this call?
-            order = self.shard_order(self.epoch)
-            while self.cursor < len(order):
-                index = order[self.cursor]
-                path = self.shards[index]
-                samples = self._shard_samples(path, entering=self.offset == 0)
-                sample_order = self._sample_order(self.epoch, index, len(samples))
-                while self.offset < len(sample_order):
-                    key, fields = samples[sample_order[self.offset]]
+            windows = self.windows(self.epoch)
+            while self.cursor < len(windows):
+                window = windows[self.cursor]
+                samples = [self._shard_samples(self.shards[i], entering=self.offset == 0) for i in window]
+                order = self._window_order(self.epoch, window, [len(s) for s in samples])
+                while self.offset < len(order):
+                    shard, position = order[self.offset]
                     self.offset += 1
-                    sample = self._read(path, key, fields)
+                    key, fields = samples[window.index(shard)][position]
+                    sample = self._read(self.shards[shard], key, fields)
                     if sample is not None:
                         return sample
                 self.cursor, self.offset = self.cursor + 1, 0

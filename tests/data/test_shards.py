@@ -62,16 +62,41 @@ def test_slots_partition_the_data(text_shards, num_slots: int) -> None:
     assert sorted(flat) == sorted(docs) and all(parts)
 
 
-def test_reader_state_resumes_exactly(text_shards) -> None:
+@pytest.mark.parametrize("interleave", [1, 2, 8])  # 5 shards: 5, 3 or 1 window(s) an epoch
+def test_reader_state_resumes_exactly(text_shards, interleave: int) -> None:
     shards, _ = text_shards
-    full = _texts(ShardReader(shards, decode=decode_text, epochs=3, seed=1))
-    first = ShardReader(shards, decode=decode_text, epochs=3, seed=1)
+    full = _texts(ShardReader(shards, decode=decode_text, epochs=3, seed=1, interleave=interleave))
+    first = ShardReader(shards, decode=decode_text, epochs=3, seed=1, interleave=interleave)
     head = [next(first)["txt"] for _ in range(53)]
     state = json.loads(json.dumps(first.state_dict()))
     assert state["epoch"] == 1 and state["shard_order"]
-    second = ShardReader(shards, decode=decode_text, epochs=3, seed=1)
+    second = ShardReader(shards, decode=decode_text, epochs=3, seed=1)  # the state brings its windows
     second.load_state_dict(state)
     assert head + _texts(second) == full
+
+
+def test_a_window_mixes_its_shards(tmp_path: Path) -> None:
+    """Sources written one after the other (a shard of 'a', then one of 'b') meet in every stretch
+    of the read; shard by shard (`interleave=1`) they come in two blocks."""
+    write_shards(({"__key__": f"{c}{i}", "txt": c} for c in "ab" for i in range(50)), tmp_path, "train", max_count=50)
+    shards = split_shards(tmp_path, "train")
+    mixed = _texts(ShardReader(shards, decode=decode_text, epochs=1, seed=0))
+    assert sorted(mixed) == ["a"] * 50 + ["b"] * 50
+    assert all(set(mixed[i:i + 20]) == {"a", "b"} for i in range(0, 100, 20))
+    blocks = _texts(ShardReader(shards, decode=decode_text, epochs=1, seed=0, interleave=1))
+    assert blocks in (["a"] * 50 + ["b"] * 50, ["b"] * 50 + ["a"] * 50)
+    assert mixed == _texts(ShardReader(shards, decode=decode_text, epochs=1, seed=0))  # deterministic
+
+
+def test_a_state_from_before_windows_resumes_shard_by_shard(text_shards) -> None:
+    shards, _ = text_shards
+    old = ShardReader(shards, decode=decode_text, epochs=1, seed=2, interleave=1)
+    head = [next(old)["txt"] for _ in range(11)]
+    state = old.state_dict()
+    del state["interleave"]
+    resumed = ShardReader(shards, decode=decode_text, epochs=1, seed=2)
+    resumed.load_state_dict(state)
+    assert head + _texts(resumed) == _texts(ShardReader(shards, decode=decode_text, epochs=1, seed=2, interleave=1))
 
 
 def test_state_of_another_slot_is_refused(text_shards) -> None:
