@@ -10,9 +10,9 @@ with fewer shards than slots every slot reads every shard and keeps every n-th s
 shards are then read in windows of `interleave` consecutive shards, and the samples of a whole
 window are permuted together (random access into the uncompressed tars, so no shuffle buffer and
 nothing to replay on resume). Windows matter because builders write their sources one after the
-other: a video split is 8,000 sprite clips and then 188 xpenguins clips, which land in a shard of
-their own; read shard by shard, training met them as a dozen consecutive penguin-only batches per
-epoch and never learned them. Its `state_dict()` — epoch, shard order, window cursor, offset,
+other: the video build's xpenguins clips follow its sprite clips and fill a shard of their own, and
+read shard by shard they reached training as a run of penguin-only batches once an epoch, which the
+tiny video-adapter never learned. Its `state_dict()` — epoch, shard order, window cursor, offset,
 skip counts — restores the exact position.
 
 Bad input (a truncated shard, a corrupt member, a missing key, non-UTF-8 text, or anything a
