@@ -62,6 +62,9 @@ class ModelSection:
     """Override the preset's query heads (0 = the preset's)."""
     n_kv_heads: int = 0
     """Override the preset's key/value heads (0 = the preset's)."""
+    tie_embeddings: bool = False
+    """One table for input embeddings and output projection, as Llama 3.2 1B/3B (the preset's
+    otherwise); small LMs learn in-context copying far sooner with it (train/copy_curriculum.py)."""
     init: str = ""
     """Checkpoint to start from (SFT from pretrain, DPO from SFT): a checkpoint dir, a run folder or
     its checkpoints/latest pointer; empty = random init."""

@@ -8,11 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from train.config import RunConfig
+from train.copy_curriculum import CopySection
 
 
 @dataclass(kw_only=True)
 class PretrainConfig(RunConfig):
     """`text-pretrain`: next-token loss on packed documents."""
+
+    copy: CopySection = field(default_factory=CopySection)
 
 
 @dataclass(kw_only=True)

@@ -67,7 +67,8 @@ def build_lm(config: RunConfig, env: DistEnv, vocab_size: int | None) -> tuple[n
         model = load_text_model(ckpt, device=env.device).train()
         return model, [parent_entry(ckpt)]
     m = config.model
-    overrides = {k: getattr(m, k) for k in ("dim", "n_layers", "n_heads", "n_kv_heads") if getattr(m, k)}
+    overrides = {k: getattr(m, k) for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "tie_embeddings")
+                 if getattr(m, k)}
     if m.vocab_size or vocab_size:
         overrides["vocab_size"] = m.vocab_size or vocab_size
     model = Transformer(create_config(config.model.preset, **overrides)).to(env.device)

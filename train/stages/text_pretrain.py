@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from train.checkpoint import text_model_meta
+from train.copy_curriculum import CopyCurriculum
 from train.stage_configs import PretrainConfig
 from train.distributed import DistEnv
 from train.stages.text_common import (IGNORE, build_lm, cross_entropy, shard_list, tokenizer_file,
@@ -31,6 +32,8 @@ def next_token_batch(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, T
         return inputs, None, targets
     targets[doc_ids[:, 1:] != doc_ids[:, :-1]] = IGNORE
     targets[doc_ids[:, 1:] < 0] = IGNORE  # padding (doc id -1)
+    if "predict" in batch:  # copy rows (train/copy_curriculum.py): only their repeats are predictable
+        targets[~batch["predict"][:, 1:]] = IGNORE
     return inputs, doc_ids[:, :-1], targets
 
 
@@ -106,7 +109,11 @@ def build(config: PretrainConfig, env: DistEnv) -> PretrainUnit:
                                 num_workers=d.num_workers, seed=seed)
 
     make_val = (lambda: loader(d.val_split, 0)) if d.val_split else None
-    return PretrainUnit(model, loader(d.train_split, config.run.seed), make_val, tok_path, parents)
+    train = loader(d.train_split, config.run.seed)
+    if config.copy.active:
+        train = CopyCurriculum(train, ids=tokenizer.bos_id, seq_len=d.seq_len, batch_size=d.batch_size,
+                               section=config.copy, seed=config.run.seed, rank=env.rank)
+    return PretrainUnit(model, train, make_val, tok_path, parents)
 
 
 __all__ = ["PretrainUnit", "build", "next_token_batch"]

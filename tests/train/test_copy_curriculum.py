@@ -1,0 +1,74 @@
+"""The copy curriculum of text-pretrain: row layout, the warm-up → prose schedule, exact resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from train.copy_curriculum import CopyCurriculum, CopySection, copy_rows
+from train.stages.text_pretrain import next_token_batch
+from train.stages.text_common import IGNORE
+
+
+class Prose:
+    """A resumable stand-in for PackedTextLoader: batch i is all i+1."""
+
+    def __init__(self, batch_size: int = 4, length: int = 17):
+        self.shape, self.i = (batch_size, length), 0
+
+    def __iter__(self):
+        while True:
+            self.i += 1
+            yield {"tokens": torch.full(self.shape, self.i), "doc_ids": torch.zeros(self.shape, dtype=torch.long)}
+
+    def state_dict(self):
+        return {"i": self.i}
+
+    def load_state_dict(self, state):
+        self.i = state["i"]
+
+
+def test_copy_rows_repeat_each_span_and_predict_only_the_repeats() -> None:
+    rows = copy_rows(3, 20, ids=50, span=4, generator=torch.Generator().manual_seed(0))
+    tokens, predict = rows["tokens"], rows["predict"]
+    assert tokens.shape == predict.shape == (3, 20) and int(tokens.max()) < 50
+    for start in (0, 8):
+        assert torch.equal(tokens[:, start:start + 4], tokens[:, start + 4:start + 8])
+    assert predict[0].tolist() == [False] * 5 + [True] * 3 + [False] * 5 + [True] * 3 + [False] * 4
+    _, _, targets = next_token_batch(rows)  # target t+1 is predicted only inside a repeat
+    assert (targets != IGNORE).sum(1).tolist() == [6, 6, 6]
+    assert torch.equal(targets[0, 4:7], tokens[0, 5:8])
+
+
+def test_warmup_then_prose_with_a_share_of_copy_rows() -> None:
+    section = CopySection(warmup_steps=3, subset_steps=2, subset=5, fraction=0.25, span=4)
+    batches = iter(CopyCurriculum(Prose(), ids=1000, seq_len=16, batch_size=4, section=section))
+    warm = [next(batches) for _ in range(3)]
+    assert all(b["predict"].shape == (4, 17) for b in warm)
+    assert int(warm[0]["tokens"].max()) < 5 and int(warm[1]["tokens"].max()) < 5  # the subset first
+    assert int(warm[2]["tokens"].max()) >= 5
+    mixed = next(batches)
+    assert torch.equal(mixed["tokens"][:3], torch.full((3, 17), 1))  # prose starts after the warm-up
+    assert mixed["predict"][:3].all() and not mixed["predict"][3].all()
+
+
+def test_resume_is_exact() -> None:
+    section = CopySection(warmup_steps=2, fraction=0.5, span=4)
+    first = CopyCurriculum(Prose(), ids=1000, seq_len=16, batch_size=4, section=section, seed=3)
+    it = iter(first)
+    for _ in range(3):
+        next(it)
+    state = first.state_dict()
+    expected = [next(it) for _ in range(3)]
+    second = CopyCurriculum(Prose(), ids=1000, seq_len=16, batch_size=4, section=section, seed=3)
+    second.load_state_dict(state)
+    got = iter(second)
+    for want in expected:
+        assert all(torch.equal(want[k], v) for k, v in next(got).items())
+
+
+def test_bad_sections_are_refused() -> None:
+    with pytest.raises(ValueError, match="subset_steps"):
+        CopySection(warmup_steps=2, subset_steps=3)
+    with pytest.raises(ValueError, match="fraction"):
+        CopySection(fraction=1.0)
