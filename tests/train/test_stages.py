@@ -54,6 +54,20 @@ def test_pretrain_on_packed_shards(pretrained, tiny_tokenizer):
     assert (pretrained / "samples.txt").read_text().startswith("### It is a truth")
 
 
+def test_pretrain_with_tied_embeddings_and_the_copy_curriculum(tmp_path, text_shards, tiny_tokenizer_dir):
+    run = tmp_path / "copy"
+    common = ["train", "text-pretrain", *MICRO_REAL, f"--data.shards={text_shards}",
+              f"--data.tokenizer={tiny_tokenizer_dir / 'tokenizer.json'}", "--data.batch_size=4",
+              "--model.tie_embeddings=true", "--copy.warmup_steps=4", "--copy.subset_steps=2",
+              "--copy.fraction=0.25", "--copy.span=8", "--checkpoint.every=3", f"--run.dir={run}"]
+    assert herd([*common, "--train.steps=3"]) == 0
+    assert herd([*common, "--train.steps=6", "--resume", "auto"]) == 0  # through the warm-up into prose
+    rows = [r for r in _rows(run) if "loss" in r]
+    assert [r["step"] for r in rows][-1] == 6 and all(math.isfinite(r["loss"]) for r in rows)
+    meta = json.loads((run / "checkpoints" / "step_00000006" / "meta.json").read_text())
+    assert meta["model"]["config"]["tie_embeddings"] is True
+
+
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory, pretrained, chat_shards) -> Path:
     run = tmp_path_factory.mktemp("sft")
