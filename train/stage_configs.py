@@ -24,6 +24,9 @@ class SFTSection:
 
     mask_prompt: bool = True
     """Loss on assistant tokens only (prompt, system and headers masked)."""
+    copy_fraction: float = 0.0
+    """Share of each batch's rows made copy rows of their own tokens, span by span
+    (train/copy_curriculum.py): it keeps the copying an LM learned in text-pretrain."""
 
 
 @dataclass(kw_only=True)

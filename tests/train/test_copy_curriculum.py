@@ -72,3 +72,29 @@ def test_bad_sections_are_refused() -> None:
         CopySection(warmup_steps=2, subset_steps=3)
     with pytest.raises(ValueError, match="fraction"):
         CopySection(fraction=1.0)
+
+
+class Dialogues(Prose):
+    """Dialogue batches as text-sft sees them: targets [B, T] with IGNORE outside the replies."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            targets = batch["tokens"][:, 1:].clone()
+            targets[:, :8] = IGNORE
+            yield {"tokens": batch["tokens"], "targets": targets}
+
+
+def test_dialogue_batches_get_copy_rows_with_targets_on_the_repeats() -> None:
+    section = CopySection(fraction=0.5, span=4)
+    batch = next(iter(CopyCurriculum(Dialogues(), ids=1000, seq_len=16, batch_size=4, section=section)))
+    assert set(batch) == {"tokens", "targets"} and batch["targets"].shape == (4, 16)
+    assert torch.equal(batch["targets"][:2, 8:], torch.full((2, 8), 1))  # the dialogue rows are untouched
+    copy_tokens, copy_targets = batch["tokens"][2], batch["targets"][2]
+    kept = copy_targets != IGNORE
+    assert kept.sum() == 6 and torch.equal(copy_targets[kept], copy_tokens[1:][kept])
+
+
+def test_ignore_matches_the_stages() -> None:
+    from train.copy_curriculum import IGNORE as copy_ignore
+
+    assert copy_ignore == IGNORE

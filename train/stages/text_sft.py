@@ -16,6 +16,7 @@ from train.distributed import DistEnv
 from train.stages.chat_data import DialogueBatcher
 from train.stages.text_common import (build_lm, supervised_loss, load_tokenizer_for, masked_val_loss, shard_list,
                                       tokenizer_file, write_samples)
+from train.copy_curriculum import CopyCurriculum, CopySection
 from train.unit import StepOutput
 
 
@@ -60,7 +61,12 @@ def build(config: SFTConfig, env: DistEnv) -> SFTUnit:
                                mask_prompt=config.sft.mask_prompt, **kw)
 
     make_val = (lambda: batcher(d.val_split, 0, epochs=1, shuffle=False)) if d.val_split else None
-    return SFTUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config), parents)
+    train = batcher(d.train_split, config.run.seed)
+    if config.sft.copy_fraction:
+        train = CopyCurriculum(train, ids=tokenizer.bos_id, seq_len=d.seq_len, batch_size=d.batch_size,
+                               section=CopySection(fraction=config.sft.copy_fraction), seed=config.run.seed,
+                               rank=env.rank)
+    return SFTUnit(model, train, make_val, tokenizer_file(config), parents)
 
 
 __all__ = ["SFTUnit", "build"]
