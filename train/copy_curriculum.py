@@ -34,42 +34,13 @@ adapter on these LMs still misses (WER 0.92).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 from torch import Tensor
 
-IGNORE = -100
-"""Target id without a loss (train.stages.text_common.IGNORE)."""
-
-
-@dataclass(kw_only=True)
-class CopySection:
-    """`[copy]` of text-pretrain: the copy curriculum (train/copy_curriculum.py); off by default."""
-
-    warmup_steps: int = 0
-    """Batches of copy rows only at the start of the run (0 = no curriculum)."""
-    subset_steps: int = 0
-    """Of those, the first ones draw their ids from `subset` fixed ids only."""
-    subset: int = 256
-    """How many ids the first warm-up batches copy."""
-    fraction: float = 0.0
-    """Share of the rows of every later batch that are copy rows (0 = prose only)."""
-    span: int = 32
-    """Random ids per span; each is followed by its repeat."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.subset_steps <= self.warmup_steps:
-            raise ValueError(f"copy.subset_steps must be within 0..warmup_steps, got {self.subset_steps}")
-        if not 0.0 <= self.fraction < 1.0:
-            raise ValueError(f"copy.fraction must be in [0, 1), got {self.fraction}")
-        if self.span < 2 or self.subset < 2:
-            raise ValueError("copy.span and copy.subset must be ≥ 2")
-
-    @property
-    def active(self) -> bool:
-        return self.warmup_steps > 0 or self.fraction > 0
+from train.stage_configs import CopySection
+from train.stages.text_common import IGNORE
 
 
 def copy_rows(rows: int, length: int, *, ids: int, span: int, generator: torch.Generator) -> dict[str, Tensor]:
@@ -154,4 +125,4 @@ class CopyCurriculum:
         return getattr(self.prose, "skipped", {})
 
 
-__all__ = ["CopySection", "CopyCurriculum", "copy_rows"]
+__all__ = ["CopyCurriculum", "copy_rows", "repeat_spans"]

@@ -8,7 +8,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from train.config import RunConfig
-from train.copy_curriculum import CopySection
+
+
+@dataclass(kw_only=True)
+class CopySection:
+    """`[copy]` of text-pretrain: the copy curriculum (train/copy_curriculum.py); off by default."""
+
+    warmup_steps: int = 0
+    """Batches of copy rows only at the start of the run (0 = no curriculum)."""
+    subset_steps: int = 0
+    """Of those, the first ones draw their ids from `subset` fixed ids only."""
+    subset: int = 256
+    """How many ids the first warm-up batches copy."""
+    fraction: float = 0.0
+    """Share of the rows of every later batch that are copy rows (0 = prose only)."""
+    span: int = 32
+    """Tokens per span of a copy row; each span is followed by its repeat."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.subset_steps <= self.warmup_steps:
+            raise ValueError(f"copy.subset_steps must be within 0..warmup_steps, got {self.subset_steps}")
+        if not 0.0 <= self.fraction < 1.0:
+            raise ValueError(f"copy.fraction must be in [0, 1), got {self.fraction}")
+        if self.span < 2 or self.subset < 2:
+            raise ValueError("copy.span and copy.subset must be ≥ 2")
+
+    @property
+    def active(self) -> bool:
+        return self.warmup_steps > 0 or self.fraction > 0
 
 
 @dataclass(kw_only=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.copy_curriculum import CopyCurriculum, CopySection, copy_rows
+from train.copy_curriculum import CopyCurriculum, copy_rows
+from train.stage_configs import CopySection
 from train.stages.text_pretrain import next_token_batch
 from train.stages.text_common import IGNORE
 
@@ -93,8 +94,3 @@ def test_dialogue_batches_get_copy_rows_with_targets_on_the_repeats() -> None:
     kept = copy_targets != IGNORE
     assert kept.sum() == 6 and torch.equal(copy_targets[kept], copy_tokens[1:][kept])
 
-
-def test_ignore_matches_the_stages() -> None:
-    from train.copy_curriculum import IGNORE as copy_ignore
-
-    assert copy_ignore == IGNORE

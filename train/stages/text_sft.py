@@ -11,12 +11,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from train.checkpoint import text_model_meta
-from train.stage_configs import SFTConfig
+from train.copy_curriculum import CopyCurriculum
+from train.stage_configs import CopySection, SFTConfig
 from train.distributed import DistEnv
 from train.stages.chat_data import DialogueBatcher
 from train.stages.text_common import (build_lm, supervised_loss, load_tokenizer_for, masked_val_loss, shard_list,
                                       tokenizer_file, write_samples)
-from train.copy_curriculum import CopyCurriculum, CopySection
 from train.unit import StepOutput
 
 
