@@ -39,6 +39,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from data.scenes import stable_fraction
+from data.text_sources import harvard_list_split
 
 __all__ = ["PRESETS", "SpeechPreset", "ACCENTS", "TEST_ONLY_ACCENTS", "FLITE_VOICES", "build",
            "espeak_variants", "variant_split", "prompt_splits", "synthesize", "Utterance"]
@@ -112,9 +113,7 @@ def prompt_splits(sentences: list[str]) -> dict[str, list[str]]:
     """Harvard sentences by split, whole lists of ten at a time."""
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for start in range(0, len(sentences), 10):
-        f = stable_fraction("harvard", str(start // 10 + 1))
-        split = "test" if f < 0.10 else "validation" if f < 0.17 else "train"
-        out[split].extend(sentences[start:start + 10])
+        out[harvard_list_split(start // 10 + 1)].extend(sentences[start:start + 10])
     return out
 
 

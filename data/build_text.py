@@ -6,8 +6,9 @@ chapters, Harvard lists, fortunes, runs of WordNet synsets (`data.text_sources`)
 Splits never leak: exact duplicates (normalised text) and near-duplicates (MinHash LSH, Jaccard
 ≥ 0.8 on word 5-grams) are removed across the whole corpus first, and every *group* (a novel, a Moby-Dick chapter, a fortune, a WordNet run) lands in one
 split. Validation holds out the whole of *Persuasion*; test holds out Moby-Dick from chapter 121 to
-the epilogue; each also takes a hash-chosen 5 % of the Harvard, fortune and WordNet groups.
-The hash is keyed by the seed, and the train order is shuffled with it, so a build is a pure
+the epilogue; each also takes a hash-chosen 5 % of the fortune and WordNet groups. Harvard lists
+follow the speech prompts' split (`data.text_sources.harvard_list_split`): a sentence the
+recogniser is tested on is never text the LM trained on. The hash is keyed by the seed, and the train order is shuffled with it, so a build is a pure
 function of (cache, preset, seed).
 
 `tiny` keeps every novel, fortune and Harvard list and one WordNet run in three (about two thirds
@@ -27,14 +28,14 @@ from data.curate.dedup import NearDuplicateIndex
 from data.debian import read_cache_manifest
 from data.shards import write_manifest, write_shards
 from data.sources import SOURCES
-from data.text_sources import Doc, austen, fortunes, harvard, moby_dick, wordnet
+from data.text_sources import Doc, austen, fortunes, harvard, harvard_list_split, moby_dick, wordnet
 
 __all__ = ["build", "collect_documents", "assign_split", "SPLITS"]
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_GROUPS = {"austen-persuasion"}
 TEST_MOBY_FROM = 121  # Moby-Dick chapters >= this (and the epilogue) are test
-HASHED_SOURCES = {"harvard", "fortunes", "wordnet"}
+HASHED_SOURCES = {"fortunes", "wordnet"}
 HASHED_FRACTION = 0.05  # of the hashed sources' groups, to each of validation and test
 PRESETS = {"tiny": {"wordnet_keep": 3, "shard_bytes": 1 << 20}, "full": {"wordnet_keep": 1, "shard_bytes": 4 << 20}}
 
@@ -56,6 +57,8 @@ def assign_split(doc: Doc, seed: int) -> str:
     if doc.source == "mobydick":
         number = int(doc.group.rsplit("-", 1)[1])
         return "test" if number >= TEST_MOBY_FROM else "train"
+    if doc.source == "harvard":  # the speech prompts' split: the LM never trains on a test utterance's text
+        return harvard_list_split(int(doc.group.rsplit("-", 1)[1]))
     if doc.source in HASHED_SOURCES:
         u = _unit(seed, doc.group)
         if u < HASHED_FRACTION:

@@ -137,6 +137,16 @@ def harvard(cache: Path) -> list[Doc]:
             for i in range(0, len(sentences), 10)]
 
 
+def harvard_list_split(number: int) -> str:
+    """The split of Harvard list `number` (1–72) for every builder: the speech stage speaks these
+    sentences and the text corpus holds them as documents, so a list the recogniser is tested on
+    must not be text the frozen LM was trained on (~10 % test, ~7 % validation)."""
+    from data.scenes import stable_fraction
+
+    f = stable_fraction("harvard", str(number))
+    return "test" if f < 0.10 else "validation" if f < 0.17 else "train"
+
+
 def harvard_sentences(cache: Path) -> list[str]:
     """The 720 Harvard sentences (speech prompts)."""
     objects = read_r_lazyload(cache / "debian/r-cran-stringr" / _R_LIB / "stringr/data")

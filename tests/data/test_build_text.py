@@ -88,3 +88,13 @@ def test_build_is_deterministic_for_a_seed(built, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "manifest.json").read_text())["splits"] == \
         json.loads((out / "manifest.json").read_text())["splits"]  # same shards, byte for byte (sha256)
     assert again["splits"] == summary["splits"]
+
+
+def test_no_sentence_the_speech_stage_holds_out_is_train_text(built) -> None:
+    """The frozen LM must not have read a held-out utterance's transcript (data.build_speech)."""
+    from data.build_speech import prompt_splits
+    from data.text_sources import harvard_sentences
+
+    held_out = [s for split in ("validation", "test") for s in prompt_splits(harvard_sentences(CACHE))[split]]
+    train_text = "\n".join(d["txt"] for d in _split_docs(built[0])["train"])
+    assert len(held_out) >= 70 and not [s for s in held_out if s in train_text]
