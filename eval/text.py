@@ -10,8 +10,8 @@ scored through its frozen LM. Writes scores.json (nll, perplexity, tokens, docum
 per-document JSONL (id, tokens, nll).
 
 scores.json also measures in-context copying, which a frozen LM needs to repeat what an adapter
-puts in its prompt (the speech adapter's "Repeat after me", llama3-spec §5.4). The first
-`COPY_SPAN` tokens of each of the first `COPY_DOCUMENTS` documents are given twice in a row; the
+puts in its prompt (the speech adapter's "Repeat after me", llama3-spec §5.4). The first 17–32
+tokens (`COPY_SPANS`) of each of the first `COPY_DOCUMENTS` documents are given twice in a row; the
 score is the greedy next-token accuracy on the second occurrence (`copy_accuracy`) against the
 first (`copy_accuracy_first_pass`). An LM with induction heads (Olsson et al. 2022) predicts
 nearly every token of the repeat; one without scores about what it scores on the first pass.
@@ -54,27 +54,39 @@ def documents(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
         yield sample["__key__"], sample["txt"]
 
 
-COPY_SPAN = 32
-"""Tokens repeated per document by the copying score."""
+COPY_SPANS = (17, 22, 27, 32)
+"""Tokens repeated per document by the copying score, by turns: a model that copies from one fixed
+distance back (what copy rows of one span length teach, train/copy_curriculum.py) cannot score."""
 COPY_DOCUMENTS = 256
-"""Documents the copying score uses at most (its rows run as one batch)."""
+"""Documents the copying score uses at most."""
 
 
-def copy_rows(docs: list[list[int]], bos_id: int, span: int = COPY_SPAN) -> list[list[int]]:
-    """BOS + the first `span` tokens after BOS of each document long enough, twice."""
-    return [[bos_id, *d[1:span + 1], *d[1:span + 1]] for d in docs if len(d) > span]
+def copy_rows(docs: list[list[int]], bos_id: int, spans: tuple[int, ...] = COPY_SPANS) -> list[list[int]]:
+    """BOS + the first `span` tokens after BOS of each document long enough, twice; document i
+    repeats spans[i % len(spans)] tokens."""
+    rows = []
+    for i, d in enumerate(docs):
+        span = spans[i % len(spans)]
+        if len(d) > span:
+            rows.append([bos_id, *d[1:span + 1], *d[1:span + 1]])
+    return rows
 
 
-def copy_accuracy(lm, rows: list[list[int]], span: int = COPY_SPAN) -> dict[str, float]:
-    """Greedy next-token accuracy on the repeated span of `copy_rows` (its first token excluded:
-    nothing announces the repeat) and on the same positions of the first pass."""
+def copy_accuracy(lm, rows: list[list[int]]) -> dict[str, float]:
+    """Greedy next-token accuracy on the repeated span of each `copy_rows` row (its first token
+    excluded: nothing announces the repeat) and on the same positions of the first pass."""
     import torch
 
-    x = torch.tensor(rows)
-    with torch.inference_mode():
-        hits = lm(x[:, :-1]).argmax(-1) == x[:, 1:]  # hits[:, i] predicts token i + 1
-    return {"copy_accuracy": float(hits[:, span + 1:].float().mean()),
-            "copy_accuracy_first_pass": float(hits[:, 1:span].float().mean()), "copy_rows": len(rows)}
+    repeat = first = counted = 0
+    for length in sorted({len(r) for r in rows}):  # rows of one span length run as one batch
+        x = torch.tensor([r for r in rows if len(r) == length])
+        span = (length - 1) // 2
+        with torch.inference_mode():
+            hits = lm(x[:, :-1]).argmax(-1) == x[:, 1:]  # hits[:, i] predicts token i + 1
+        repeat += int(hits[:, span + 1:].sum())
+        first += int(hits[:, 1:span].sum())
+        counted += hits[:, span + 1:].numel()
+    return {"copy_accuracy": repeat / counted, "copy_accuracy_first_pass": first / counted, "copy_rows": len(rows)}
 
 
 def windows(ids: list[int], seq_len: int) -> Iterator[list[int]]:
@@ -123,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         per_doc.append({"id": doc_id, "nll_sum": 0.0, "tokens": 0})
         ids = tokenizer.encode(text, bos=True, eos=True)
         if len(copy_docs) < COPY_DOCUMENTS:
-            copy_docs.append(ids[:COPY_SPAN + 1])
+            copy_docs.append(ids[:max(COPY_SPANS) + 1])
         for w in windows(ids, args.seq_len):
             pending.append((len(per_doc) - 1, w))
             if len(pending) == args.batch_size:
@@ -151,4 +163,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "run", "documents", "windows", "COPY_SPAN", "COPY_DOCUMENTS", "copy_rows", "copy_accuracy"]
+__all__ = ["register", "run", "documents", "windows", "COPY_SPANS", "COPY_DOCUMENTS", "copy_rows", "copy_accuracy"]

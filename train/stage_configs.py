@@ -23,7 +23,7 @@ class CopySection:
     fraction: float = 0.0
     """Share of the rows of every later batch that are copy rows (0 = prose only)."""
     span: int = 32
-    """Tokens per span of a copy row; each span is followed by its repeat."""
+    """Longest piece of a copy row (pieces are 8–span tokens long, each followed by its repeat)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.subset_steps <= self.warmup_steps:
@@ -52,7 +52,7 @@ class SFTSection:
     mask_prompt: bool = True
     """Loss on assistant tokens only (prompt, system and headers masked)."""
     copy_fraction: float = 0.0
-    """Share of each batch's rows made copy rows of their own tokens, span by span
+    """Share of each batch's rows made copy rows of their own tokens, piece by piece
     (train/copy_curriculum.py): it keeps the copying an LM learned in text-pretrain."""
 
 

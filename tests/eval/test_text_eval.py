@@ -94,18 +94,34 @@ class InductionStandIn(torch.nn.Module):
         return logits
 
 
+class FixedOffsetStandIn(torch.nn.Module):
+    """Predicts the token that came `offset - 1` positions back: it "copies" only spans of `offset`."""
+
+    def __init__(self, offset: int):
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, x):
+        logits = torch.zeros(*x.shape, 64)
+        back = x.roll(self.offset - 1, dims=1)
+        logits.scatter_(-1, back[..., None], 1.0)
+        return logits
+
+
 def test_copy_accuracy_separates_a_copying_lm_from_one_that_cannot_copy():
     from eval.text import copy_accuracy, copy_rows
 
-    span = 8
-    docs = [[1, *range(10 + k, 10 + k + span + 3)] for k in range(3)] + [[1, 5, 6]]  # the last is too short
-    rows = copy_rows(docs, bos_id=1, span=span)
-    assert len(rows) == 3 and rows[0][1:span + 1] == rows[0][span + 1:] == list(range(10, 10 + span))
-    copier = copy_accuracy(InductionStandIn(), rows, span=span)
+    spans = (6, 8)
+    docs = [[1, *range(10 + k, 10 + k + 11)] for k in range(4)] + [[1, 5, 6]]  # the last is too short
+    rows = copy_rows(docs, bos_id=1, spans=spans)
+    assert [len(r) for r in rows] == [13, 17, 13, 17]
+    assert rows[1][1:9] == rows[1][9:] == list(range(11, 19))
+    copier = copy_accuracy(InductionStandIn(), rows)
     assert copier["copy_accuracy"] == 1.0 and copier["copy_accuracy_first_pass"] == 0.0
-    unigram = copy_accuracy(lambda x: torch.zeros(*x.shape, 64).index_fill_(-1, torch.tensor([12]), 1.0), rows,
-                            span=span)
+    unigram = copy_accuracy(lambda x: torch.zeros(*x.shape, 64).index_fill_(-1, torch.tensor([12]), 1.0), rows)
     assert unigram["copy_accuracy"] == unigram["copy_accuracy_first_pass"] < 0.2
+    # a model that looks a fixed distance back copies the rows of that span only
+    assert copy_accuracy(FixedOffsetStandIn(8), rows)["copy_accuracy"] == 14 / 24
 
 
 def test_scores_report_copying(tmp_path, checkpoint):

@@ -29,16 +29,40 @@ class Prose:
         self.i = state["i"]
 
 
-def test_copy_rows_repeat_each_span_and_predict_only_the_repeats() -> None:
-    rows = copy_rows(3, 20, ids=50, span=4, generator=torch.Generator().manual_seed(0))
+def pieces(row: torch.Tensor, predict: torch.Tensor) -> list[tuple[list[int], list[int]]]:
+    """(piece, repeat) pairs of a copy row, read back from where `predict` is on."""
+    pairs, at, length = [], 0, len(row)
+    while at < length:
+        end = at + 1
+        while end < length and not predict[end]:
+            end += 1
+        n = end - 1 - at  # the repeat's first token is not predicted
+        if end >= length:  # a cut-off piece with no predicted repeat
+            break
+        stop = end
+        while stop < length and predict[stop]:
+            stop += 1
+        pairs.append((row[at:at + n].tolist(), row[at + n:stop].tolist()))
+        at = stop
+    return pairs
+
+
+def test_copy_rows_repeat_pieces_of_varying_length_and_predict_only_the_repeats() -> None:
+    rows = copy_rows(3, 200, ids=5000, span=16, generator=torch.Generator().manual_seed(0))
     tokens, predict = rows["tokens"], rows["predict"]
-    assert tokens.shape == predict.shape == (3, 20) and int(tokens.max()) < 50
-    for start in (0, 8):
-        assert torch.equal(tokens[:, start:start + 4], tokens[:, start + 4:start + 8])
-    assert predict[0].tolist() == [False] * 5 + [True] * 3 + [False] * 5 + [True] * 3 + [False] * 4
+    assert tokens.shape == predict.shape == (3, 200) and int(tokens.max()) < 5000
+    lengths = set()
+    for row, wanted in zip(tokens, predict):
+        found = pieces(row, wanted)
+        assert len(found) >= 6
+        for piece, repeat in found[:-1]:  # the last one may be cut off by the row's end
+            assert 8 <= len(piece) <= 16 and repeat == piece
+            lengths.add(len(piece))
+        assert found[-1][1] == found[-1][0][:len(found[-1][1])]
+    assert len(lengths) >= 4  # no single distance back to learn instead of copying
     _, _, targets = next_token_batch(rows)  # target t+1 is predicted only inside a repeat
-    assert (targets != IGNORE).sum(1).tolist() == [6, 6, 6]
-    assert torch.equal(targets[0, 4:7], tokens[0, 5:8])
+    assert torch.equal(targets[predict[:, 1:]], tokens[:, 1:][predict[:, 1:]])
+    assert ((targets != IGNORE) == predict[:, 1:]).all()
 
 
 def test_warmup_then_prose_with_a_share_of_copy_rows() -> None:
