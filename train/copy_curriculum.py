@@ -13,7 +13,7 @@ The pieces vary in length because a fixed length teaches a shortcut, not copying
 2026-12-05 with a fresh tied tiny LM (6 × 256, 8K vocabulary), 8 rows of 257 tokens, lr 2e-3,
 150 warm-up steps on 256 ids, then 100 on all ids, accuracy on repeats of all-vocabulary spans:
 
-| warm-up pieces | repeats 32 back | repeats 20 back | pieces of 4–32 |
+| warm-up pieces | repeats 32 back | repeats 20 back | repeats 4–32 back |
 |---|---|---|---|
 | 32 tokens, always | 0.911 | 0.000 | 0.032 |
 | 4–32 tokens | 0.001 | 0.001 | 0.000 |
