@@ -8,8 +8,8 @@ Splits never leak: exact duplicates (normalised text) and near-duplicates (MinHa
 split. Validation holds out the whole of *Persuasion*; test holds out Moby-Dick from chapter 121 to
 the epilogue; each also takes a hash-chosen 5 % of the fortune and WordNet groups. Harvard lists
 follow the speech prompts' split (`data.text_sources.harvard_list_split`): a sentence the
-recogniser is tested on is never text the LM trained on. The hash is keyed by the seed, and the train order is shuffled with it, so a build is a pure
-function of (cache, preset, seed).
+recogniser is tested on is never text the LM trained on. The hash is keyed by the seed, and the
+train order is shuffled with it, so a build is a pure function of (cache, preset, seed).
 
 `tiny` keeps every novel, fortune and Harvard list and one WordNet run in three (about two thirds
 of the words); `full` keeps everything.

@@ -53,7 +53,7 @@ class SFTSection:
     """Loss on assistant tokens only (prompt, system and headers masked)."""
     copy_fraction: float = 0.0
     """Share of each batch's rows made copy rows of their own tokens, piece by piece
-    (train/copy_curriculum.py): it keeps the copying an LM learned in text-pretrain."""
+    (train/copy_curriculum.py), so that SFT does not unlearn what text-pretrain's copy rows taught."""
 
 
 @dataclass(kw_only=True)
