@@ -14,9 +14,9 @@ espeak's 22.05 kHz is resampled to 16 kHz with `scipy.signal.resample_poly` (320
 Splits never share a voice or a prompt:
 - prompts: the 72 Harvard lists of ten are split by list (`data.text_sources.harvard_list_split`,
   which the text corpus shares: ~10 % test, ~7 % validation, the rest train); a `novel_fraction`
-  of the train utterances instead speak a short sentence of the train-split novels (Austen, Moby-Dick; `data.build_text.assign_split`):
-  ~500 Harvard sentences are too few words for a recogniser that must spell sentences it never
-  heard;
+  of the train utterances instead speak a short sentence of the train-split novels (Austen,
+  Moby-Dick; `data.build_text.assign_split`): ~500 Harvard sentences are too few words for a
+  recogniser that must spell sentences it never heard;
 - espeak variants: `stable_fraction("variant", v)` < 0.15 → test, < 0.25 → validation, else train;
 - accents `TEST_ONLY_ACCENTS` (Caribbean, Scottish) appear only in test (flite's Scottish `awb`
   too); flite `slt` is validation-only, kal/kal16/rms train-only.
