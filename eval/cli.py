@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TASK_MODULES = ("eval.text", "eval.caption", "eval.video", "eval.asr", "eval.guard", "eval.report", "eval.needle")
+TASK_MODULES = ("eval.text", "eval.caption", "eval.video", "eval.asr", "eval.guard", "eval.report", "eval.needle",
+                "eval.probe")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

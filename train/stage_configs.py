@@ -104,6 +104,9 @@ class ClipSection:
     """Override the preset's tile side in pixels, a multiple of 14 (0 = the preset's)."""
     max_tiles: int = 0
     """Override the preset's most tiles per image (0 = the preset's)."""
+    region_weight: float = 0.0
+    """Weight of the region–phrase contrastive loss on grounded samples (json `objects` with `name`
+    and `box`; `vision.clip` Regions); 0 = whole images only."""
 
 
 @dataclass(kw_only=True)

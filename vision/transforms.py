@@ -59,11 +59,13 @@ def fit_size(height: int, width: int, target_h: int, target_w: int) -> tuple[int
 @dataclass
 class Tiles:
     """One image as tiles. pixels [n_tiles, 3, tile, tile] normalised; grid (rows, cols);
-    ratio_id = index + 1 of grid among the supported aspect ratios."""
+    ratio_id = index + 1 of grid among the supported aspect ratios; scale = canvas pixels per
+    image pixel (the image sits at the canvas's top left)."""
 
     pixels: Tensor
     grid: tuple[int, int]
     ratio_id: int
+    scale: float = 1.0
 
 
 class ImageTransform:
@@ -91,7 +93,26 @@ class ImageTransform:
         image = TF.pad(image, [0, 0, canvas_w - size[1], canvas_h - size[0]], fill=0.0)
         image = TF.normalize(image, list(CLIP_MEAN), list(CLIP_STD))
         tiles = image.view(3, rows, t, cols, t).permute(1, 3, 0, 2, 4).reshape(rows * cols, 3, t, t)
-        return Tiles(tiles.contiguous(), (rows, cols), self.ratios.index((rows, cols)) + 1)
+        return Tiles(tiles.contiguous(), (rows, cols), self.ratios.index((rows, cols)) + 1,
+                     min(size[0] / h, size[1] / w))
+
+
+def region_mask(box: tuple[float, float, float, float], tiles: Tiles, patch_size: int, max_tiles: int) -> Tensor:
+    """[max_tiles, 1 + g²] bool over the encoder's tokens (class token first in each tile, g = tile /
+    patch): the patch tokens whose centres lie inside `box` (x0, y0, x1, y1 in the original image's
+    pixels). How a grounded object (a box linked to its phrase) finds its tokens."""
+    tile = tiles.pixels.shape[-1]
+    rows, cols = tiles.grid
+    g = tile // patch_size
+    x0, y0, x1, y1 = (v * tiles.scale for v in box)
+    centres_x = (torch.arange(cols * g) + 0.5) * patch_size  # canvas pixels
+    centres_y = (torch.arange(rows * g) + 0.5) * patch_size
+    inside = (((centres_y >= y0) & (centres_y <= y1))[:, None]
+              & ((centres_x >= x0) & (centres_x <= x1))[None, :])  # [rows·g, cols·g]
+    per_tile = inside.view(rows, g, cols, g).permute(0, 2, 1, 3).reshape(rows * cols, g * g)
+    mask = torch.zeros(max_tiles, 1 + g * g, dtype=torch.bool)
+    mask[: rows * cols, 1:] = per_tile
+    return mask
 
 
 def collate_images(batch: list[list[Tiles]], max_tiles: int) -> tuple[Tensor, Tensor]:
@@ -108,5 +129,5 @@ def collate_images(batch: list[list[Tiles]], max_tiles: int) -> tuple[Tensor, Te
     return pixels, ratio_ids
 
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "supported_aspect_ratios", "best_fit_canvas", "fit_size",
+__all__ = ["region_mask", "CLIP_MEAN", "CLIP_STD", "supported_aspect_ratios", "best_fit_canvas", "fit_size",
            "Tiles", "ImageTransform", "collate_images"]

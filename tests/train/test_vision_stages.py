@@ -23,10 +23,13 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220), 
 SHAPES = ("square", "circle")
 
 
+def _box(wide: bool) -> tuple[int, int, int, int]:
+    return (8, 4, 40, 28) if wide else (12, 12, 52, 52)
+
+
 def _png(colour: str, shape: str, wide: bool) -> bytes:
     image = Image.new("RGB", (64, 32) if wide else (64, 64), (245, 245, 240))
-    box = (8, 4, 40, 28) if wide else (12, 12, 52, 52)
-    (ImageDraw.Draw(image).rectangle if shape == "square" else ImageDraw.Draw(image).ellipse)(box, COLOURS[colour])
+    (ImageDraw.Draw(image).rectangle if shape == "square" else ImageDraw.Draw(image).ellipse)(_box(wide), COLOURS[colour])
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
@@ -37,7 +40,8 @@ def _samples(n: int, offset: int):
         colour, shape = list(COLOURS)[i % 4], SHAPES[(i // 4) % 2]
         yield {"png": _png(colour, shape, wide=i % 3 == 0),
                "json": {"captions": [f"a {colour} {shape}"], "source": "shapes",
-                        "qa": [{"q": "What colour is the shape?", "a": colour}], "objects": []}}
+                        "qa": [{"q": "What colour is the shape?", "a": colour}],
+                        "objects": [{"name": shape, "color": colour, "box": list(_box(i % 3 == 0))}]}}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +173,35 @@ def _chat_batcher(image_shards, tokenizer, **kw):
 
     return ImageChatBatcher(split_shards(image_shards, "train"), tokenizer, ImageTransform(56, 4), seq_len=64,
                             tasks=["caption", "qa"], describe="Describe the image.", batch_size=6, **kw)
+
+
+def test_caption_batches_carry_each_grounded_object_with_its_patches_and_phrase(image_shards, tiny_tokenizer):
+    from train.stages.image_batches import CaptionBatcher
+    from data.shards import split_shards
+    from vision.transforms import ImageTransform
+
+    batcher = CaptionBatcher(split_shards(image_shards, "train"), tiny_tokenizer, ImageTransform(56, 4),
+                             context_length=16, batch_size=8, region_patch=14)
+    batch = next(iter(batcher))
+    assert batch["region_image"].tolist() == list(range(8))  # one object per image
+    assert batch["region_mask"].shape == (8, 4, 17) and not batch["region_mask"][:, :, 0].any()
+    phrases = [tiny_tokenizer.decode([t for t in row.tolist() if t not in (tiny_tokenizer.pad_id, tiny_tokenizer.eot_id)])
+               for row in batch["region_tokens"]]
+    assert all(p.startswith("a ") and p.split()[-1] in SHAPES for p in phrases)
+    ids = batch["region_phrase"].tolist()
+    assert all((ids[i] == ids[j]) == (phrases[i] == phrases[j]) for i in range(8) for j in range(8))
+    plain = CaptionBatcher(split_shards(image_shards, "train"), tiny_tokenizer, ImageTransform(56, 4),
+                           context_length=16, batch_size=8)
+    assert not any(k.startswith("region_") for k in next(iter(plain)))
+
+
+def test_clip_stage_with_regions_logs_both_losses(image_shards, tiny_tokenizer_dir, tmp_path):
+    assert herd(["train", "vision-clip", *MICRO_IMAGES, f"--data.shards={image_shards}",
+                 f"--data.tokenizer={tiny_tokenizer_dir / 'tokenizer.json'}", "--data.batch_size=8",
+                 "--clip.text_width=32", "--clip.text_layers=1", "--clip.embed_dim=16", "--train.steps=3",
+                 "--train.eval_every=0", "--clip.region_weight=1.0", f"--run.dir={tmp_path}"]) == 0
+    rows = [r for r in _rows(tmp_path) if "loss" in r]
+    assert rows and all(abs(r["loss"] - r["clip_loss"] - r["region_loss"]) < 1e-4 for r in rows)
 
 
 def test_chat_batches_mix_aspect_ratios_and_supervise_the_answer_only(image_shards, tiny_tokenizer):

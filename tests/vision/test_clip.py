@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vision.clip import ClipModel, TextTower, retrieval_recall
+from vision.clip import ClipModel, Regions, TextTower, region_phrase_loss, retrieval_recall
 from vision.config import create_config
 from vision.encoder import build_encoder
 
@@ -86,4 +86,33 @@ def test_spec_rebuilds_the_same_model():
     pixels = torch.randn(2, 2, 3, 56, 56)
     ratio_ids = torch.tensor([1, 2])
     with torch.no_grad():
-        assert torch.equal(rebuilt(pixels, ratio_ids, tokens), model(pixels, ratio_ids, tokens))
+        assert torch.equal(rebuilt(pixels, ratio_ids, tokens)["clip"], model(pixels, ratio_ids, tokens)["clip"])
+
+
+def test_region_phrase_loss_treats_every_region_with_the_phrase_as_a_positive():
+    regions = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    phrase_ids = torch.tensor([0, 0, 1])
+    scale = torch.tensor(10.0)
+    # By hand: row 0 logits (10, 10, 0), target (½, ½, 0) → −log(e¹⁰ / (2e¹⁰ + 1)) ≈ log 2.
+    loss = region_phrase_loss(regions, regions, phrase_ids, scale)
+    logits = 10 * regions @ regions.T
+    by_hand = -torch.log_softmax(logits, 1)[[0, 0, 1, 1, 2], [0, 1, 0, 1, 2]] * torch.tensor([.5, .5, .5, .5, 1])
+    assert torch.allclose(loss, by_hand.sum() / 3, atol=1e-6)
+    swapped = region_phrase_loss(regions, regions.flip(0), phrase_ids, scale)
+    assert swapped > loss + 5
+
+
+def test_forward_adds_the_region_loss_from_the_same_encoder_pass():
+    torch.manual_seed(0)
+    model = ClipModel(build_encoder(create_config("tiny", max_tiles=1)),
+                      TextTower(vocab_size=32, embed_dim=16, width=32, n_layers=1), 16)
+    pixels, ids = torch.randn(2, 1, 3, 56, 56), torch.ones(2, dtype=torch.long)
+    tokens = torch.randint(1, 32, (2, 5))
+    mask = torch.zeros(3, 1, 17, dtype=torch.bool)
+    mask[0, 0, 1:5] = mask[1, 0, 5:9] = mask[2, 0, 1:17] = True
+    regions = Regions(torch.tensor([0, 0, 1]), mask, torch.randint(1, 32, (3, 4)), torch.tensor([0, 1, 2]))
+    losses = model(pixels, ids, tokens, regions)
+    assert set(losses) == {"clip", "region"} and torch.allclose(losses["clip"], model.loss(pixels, ids, tokens))
+    assert set(model(pixels, ids, tokens)) == {"clip"}
+    losses["region"].backward()
+    assert model.encoder.patch_embed.weight.grad.abs().sum() > 0 and model.text.token_embedding.weight.grad.abs().sum() > 0

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vision.transforms import (CLIP_MEAN, CLIP_STD, ImageTransform, best_fit_canvas,
-                               collate_images, fit_size, supported_aspect_ratios)
+                               collate_images, fit_size, region_mask, supported_aspect_ratios)
 
 
 @pytest.mark.parametrize("size, expected", [
@@ -62,3 +62,17 @@ def test_collate_pads_tiles_and_images():
     assert pixels.shape == (2, 2, 4, 3, 56, 56)
     assert ids.tolist() == [[1, 0], [6, 1]]
     assert (pixels[0, 0, 1:] == 0).all() and (pixels[0, 1] == 0).all()
+
+
+def test_region_mask_selects_the_patch_tokens_whose_centres_lie_in_the_scaled_box():
+    # 64² → one 56-px tile (scale 0.875): box 0–32 becomes 0–28, the centres at 7 and 21 are inside.
+    tiles = ImageTransform(56, max_tiles=2)(torch.zeros(3, 64, 64, dtype=torch.uint8))
+    assert tiles.scale == 0.875
+    mask = region_mask((0, 0, 32, 32), tiles, 14, 2)
+    assert mask.shape == (2, 17) and mask.nonzero().tolist() == [[0, 1], [0, 2], [0, 5], [0, 6]]
+    # 56×112 → tiles side by side (scale 1): x 60–80 holds canvas centres 63 and 77, the first two
+    # patch columns of the second tile; the class tokens are never in a region.
+    wide = ImageTransform(56, max_tiles=2)(torch.zeros(3, 56, 112, dtype=torch.uint8))
+    assert wide.grid == (1, 2)
+    assert region_mask((60, 0, 80, 14), wide, 14, 2).nonzero().tolist() == [[1, 1], [1, 2]]
+    assert not region_mask((2, 2, 5, 5), tiles, 14, 2).any()  # smaller than a patch, off its centre

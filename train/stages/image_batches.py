@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from vision.transforms import ImageTransform, Tiles, collate_images
+from vision.transforms import ImageTransform, Tiles, collate_images, region_mask
 
 IGNORE = -100
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")
@@ -129,20 +129,49 @@ class _ImageBatcher:
 
 
 class CaptionBatcher(_ImageBatcher):
-    """Image–caption pairs for contrastive training; captions are cut to `context_length` tokens."""
+    """Image–caption pairs for contrastive training; captions are cut to `context_length` tokens.
+
+    With `region_patch` (the encoder's patch size) a batch also carries the grounded objects of its
+    samples (json `objects` with `name` and pixel `box`) as `region_*` tensors, `vision.clip.Regions`
+    field by field, each object's phrase its colour and name ("a green abalone")."""
 
     def __init__(self, shards: Sequence[Path], tokenizer, transform: ImageTransform, *, context_length: int,
-                 **kw):
+                 region_patch: int = 0, **kw):
         super().__init__(shards, transform, **kw)
-        self.tokenizer, self.context_length = tokenizer, context_length
+        self.tokenizer, self.context_length, self.region_patch = tokenizer, context_length, region_patch
 
     def caption_tokens(self, caption: str) -> list[int]:
         return self.tokenizer.encode(caption.strip())[: self.context_length - 1] + [self.tokenizer.eot_id]
 
     def make_batch(self, samples: list[dict[str, Any]], tiles: list[Tiles]) -> dict[str, Tensor]:
         captions = [choose(s["json"]["captions"], self.seed, s["epoch"], s["key"]) for s in samples]
-        return caption_batch(tiles, [self.caption_tokens(c) for c in captions], self.tokenizer.pad_id,
-                             self.transform.max_tiles)
+        batch = caption_batch(tiles, [self.caption_tokens(c) for c in captions], self.tokenizer.pad_id,
+                              self.transform.max_tiles)
+        if self.region_patch:
+            batch.update(self.regions(samples, tiles))
+        return batch
+
+    def regions(self, samples: list[dict[str, Any]], tiles: list[Tiles]) -> dict[str, Tensor]:
+        """{"region_image", "region_mask", "region_tokens", "region_phrase"} of the boxes whose patch
+        tokens are not empty; {} when the batch has none."""
+        from data.scenes import article
+
+        image, masks, phrases = [], [], []
+        for i, (sample, t) in enumerate(zip(samples, tiles)):
+            for obj in sample["json"].get("objects") or []:
+                if not obj.get("name") or not obj.get("box"):
+                    continue
+                mask = region_mask(tuple(obj["box"]), t, self.region_patch, self.transform.max_tiles)
+                if mask.any():
+                    image.append(i)
+                    masks.append(mask)
+                    phrases.append(article(" ".join(filter(None, (obj.get("color"), obj["name"])))))
+        if not image:
+            return {}
+        ids = {p: n for n, p in enumerate(dict.fromkeys(phrases))}
+        return {"region_image": torch.tensor(image), "region_mask": torch.stack(masks),
+                "region_tokens": pad_token_rows([self.caption_tokens(p) for p in phrases], self.tokenizer.pad_id),
+                "region_phrase": torch.tensor([ids[p] for p in phrases])}
 
 
 def pad_token_rows(tokens: list[list[int]], pad_id: int) -> Tensor:

@@ -22,7 +22,7 @@ from train.distributed import DistEnv
 from train.stages.image_batches import CaptionBatcher, caption_batch, image_reader, pad_token_rows, vision_config
 from train.stages.text_common import load_tokenizer_for, shard_list, tokenizer_file
 from train.unit import StepOutput
-from vision.clip import ClipModel, TextTower, retrieval_recall
+from vision.clip import ClipModel, Regions, TextTower, retrieval_recall
 from vision.encoder import build_encoder
 from vision.transforms import ImageTransform
 
@@ -31,9 +31,9 @@ class VisionClipUnit:
     """Image encoder + text tower + temperature all train (policy "vision-clip")."""
 
     def __init__(self, model: ClipModel, train_loader: CaptionBatcher, val_shards: list[Path] | None,
-                 tokenizer_path: Path | None):
+                 tokenizer_path: Path | None, region_weight: float = 0.0):
         self.model, self.train_loader, self.val_shards = model, train_loader, val_shards
-        self.tokenizer_path = tokenizer_path
+        self.tokenizer_path, self.region_weight = tokenizer_path, region_weight
 
     def blocks(self) -> list[nn.Module]:
         return [*self.model.encoder.layers, *self.model.encoder.global_layers, *self.model.text.layers]
@@ -42,9 +42,16 @@ class VisionClipUnit:
         return {}
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
-        loss = model(batch["pixels"], batch["ratio_ids"], batch["tokens"])
-        return StepOutput(loss=loss, tokens=int(batch["tokens"].numel()),
-                          metrics={"temperature": float(1 / self.model.logit_scale.detach().exp())})
+        regions = None
+        if self.region_weight and "region_image" in batch:
+            regions = Regions(batch["region_image"], batch["region_mask"], batch["region_tokens"], batch["region_phrase"])
+        losses = model(batch["pixels"], batch["ratio_ids"], batch["tokens"], regions)
+        metrics = {"temperature": float(1 / self.model.logit_scale.detach().exp())}
+        loss = losses["clip"]
+        if "region" in losses:
+            metrics.update(clip_loss=float(losses["clip"].detach()), region_loss=float(losses["region"].detach()))
+            loss = loss + self.region_weight * losses["region"]
+        return StepOutput(loss=loss, tokens=int(batch["tokens"].numel()), metrics=metrics)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
@@ -98,9 +105,10 @@ def build(config: VisionClipConfig, env: DistEnv) -> VisionClipUnit:
     d = config.data
     loader = CaptionBatcher(shard_list(config, d.train_split), tokenizer, ImageTransform(vc.tile_size, vc.max_tiles),
                             context_length=config.clip.context_length, batch_size=d.batch_size, rank=env.rank,
-                            world_size=env.world_size, seed=config.run.seed)
+                            world_size=env.world_size, seed=config.run.seed,
+                            region_patch=vc.patch_size if config.clip.region_weight else 0)
     val = shard_list(config, d.val_split) if d.val_split else None
-    return VisionClipUnit(model, loader, val, tokenizer_file(config))
+    return VisionClipUnit(model, loader, val, tokenizer_file(config), config.clip.region_weight)
 
 
 __all__ = ["VisionClipUnit", "build_clip_model", "build"]
