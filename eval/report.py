@@ -21,10 +21,12 @@ from typing import Any
 STAGES = ("text_pretrain", "text_sft", "text_dpo", "vision_clip", "vision_adapter", "video_adapter",
           "speech_bestrq", "speech_adapter", "guard_sft")
 """Run folders of the demo's training stages, in pipeline order."""
-EVALS = {"text": "Text: held-out perplexity", "caption": "Images: captioning",
+EVALS = {"text": "Text: held-out perplexity", "probe": "Images: object names in the frozen encoder (linear probe)",
+         "caption": "Images: captioning",
          "video": "Video: motion and captions", "asr": "Speech: recognition", "guard": "Safety guard"}
 """eval/<task> folders and their section titles."""
 HEADLINE = {"text": ("perplexity", "nll", "tokens", "copy_accuracy", "copy_accuracy_first_pass"),
+            "probe": ("probe_accuracy", "random_encoder_accuracy", "chance", "majority"),
             "caption": ("model.CIDEr-D", "model.BLEU-4", "model.exact_match", "baseline.CIDEr-D", "baseline.BLEU-4"),
             "video": ("motion_accuracy", "single_frame_motion_accuracy", "image_model_motion_accuracy", "cider_d",
                       "bleu_4"),

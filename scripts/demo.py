@@ -124,6 +124,8 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         Step("vision", "vision-clip", train("vision-clip", f"--data.shards={data / 'images'}",
                                            f"--data.tokenizer={tok / 'tokenizer.json'}"),
              checkpoint_loads(run / "vision_clip"), 150),
+        Step("vision", "probe encoder", evaluate("probe", "vision_clip", "--shards", str(data / "images")),
+             scored_after(ev / "probe", run / "vision_clip"), 30),
         Step("vision", "vision-adapter", train("vision-adapter", f"--data.shards={data / 'images'}",
                                                f"--model.init={run / 'text_sft'}",
                                                f"--vision.encoder_init={run / 'vision_clip'}"),
