@@ -73,9 +73,6 @@ class Regions:
     tokens: Tensor
     phrase: Tensor
 
-    def to(self, device) -> "Regions":
-        return Regions(*(t.to(device) for t in (self.image, self.mask, self.tokens, self.phrase)))
-
 
 class ClipModel(nn.Module):
     """Image encoder + text tower + learnable temperature, trained with open_clip's ClipLoss."""
