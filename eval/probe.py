@@ -94,21 +94,19 @@ def load_encoder(ckpt: Path):
 
 def object_features(encoder, images: list, boxes: list[list[tuple]]) -> list[list[Tensor | None]]:
     """Per image, per box: the mean patch feature [output_dim] inside it (`vision.transforms.region_mask`;
-    None if no patch centre is inside). Each image is resized into one tile, as for a one-tile encoder."""
+    None if no patch centre is inside), the image tiled as the encoder's own transform tiles it."""
     import torch
 
-    from vision.transforms import ImageTransform, region_mask
+    from vision.transforms import ImageTransform, collate_images, region_mask
 
     c = encoder.config
-    transform = ImageTransform(c.tile_size, max_tiles=1)
-    tiles = [transform(image) for image in images]
-    pixels = torch.stack([t.pixels for t in tiles])[:, None]  # [B, 1, 1, 3, t, t]
-    ratio_ids = torch.tensor([[t.ratio_id] for t in tiles])
+    tiles = [ImageTransform(c.tile_size, c.max_tiles)(image) for image in images]
+    pixels, ratio_ids = collate_images([[t] for t in tiles], c.max_tiles)
     with torch.no_grad():
-        tokens = encoder(pixels, ratio_ids)[:, 0, 0]  # [B, 1 + g², output_dim]
+        tokens = encoder(pixels, ratio_ids)[:, 0]  # [B, max_tiles, 1 + g², output_dim]
     out = []
     for t, feats, image_boxes in zip(tiles, tokens, boxes):
-        inside = [region_mask(box, t, c.patch_size, 1)[0] for box in image_boxes]
+        inside = [region_mask(box, t, c.patch_size, c.max_tiles) for box in image_boxes]
         out.append([feats[m].mean(0) if m.any() else None for m in inside])
     return out
 

@@ -64,3 +64,16 @@ def test_probe_command_scores_a_clip_checkpoint_against_a_random_encoder(tmp_pat
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and {r["name"] for r in rows} == {"square", "circle"}
     assert "random encoder" in capsys.readouterr().out
+
+
+def test_object_features_tile_images_as_the_encoder_does():
+    from vision.config import create_config
+    from vision.encoder import build_encoder
+    from eval.probe import object_features
+
+    torch.manual_seed(0)
+    encoder = build_encoder(create_config("tiny")).eval()  # up to 4 tiles of 56 px
+    images = [Image.new("RGB", (64, 64), (200, 40, 40)), Image.new("RGB", (128, 64), (40, 40, 200))]
+    features = object_features(encoder, images, [[(0, 0, 30, 30), (60, 60, 61, 61)], [(70, 0, 120, 50)]])
+    assert [[f is not None for f in row] for row in features] == [[True, False], [True]]
+    assert all(f.shape == (encoder.config.output_dim,) for f in (features[0][0], features[1][0]))
