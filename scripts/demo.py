@@ -169,7 +169,10 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
 def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
     remaining = sum(s.estimate_s for s in steps)
     timings_file = run_dir / "timings.json"
-    timings = json.loads(timings_file.read_text()).get("steps", {}) if timings_file.is_file() else {}
+    saved = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    # An interrupted step adds up its passes; a finished step that runs again (its outputs were
+    # removed or are older than its inputs) starts from zero, so each time is one whole pass.
+    timings, finished = saved.get("steps", {}), set(saved.get("finished", []))
     start = time.time()
     for i, step in enumerate(steps, 1):
         prefix = f"[{i}/{len(steps)} {step.group}] {step.name}"
@@ -179,11 +182,17 @@ def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
             continue
         print(f"{prefix}: running (overall ETA ~{remaining / 60:.0f} min)\n  $ {shlex.join(step.command)}",
               flush=True)
+        if step.name in finished:
+            finished.discard(step.name)
+            timings[step.name] = 0.0
         t0 = time.time()
         result = subprocess.run(step.command, cwd=ROOT)
-        timings[step.name] = timings.get(step.name, 0.0) + time.time() - t0  # a resumed step adds up
+        timings[step.name] = timings.get(step.name, 0.0) + time.time() - t0
+        if result.returncode == 0:
+            finished.add(step.name)
         run_dir.mkdir(parents=True, exist_ok=True)
-        timings_file.write_text(json.dumps({"steps": timings, "total_s": sum(timings.values())}, indent=2))
+        timings_file.write_text(json.dumps({"steps": timings, "total_s": sum(timings.values()),
+                                            "finished": sorted(finished)}, indent=2))
         if result.returncode != 0:
             raise SystemExit(f"demo: step '{step.name}' failed (exit {result.returncode}); "
                              f"fix it and re-run `make demo` to resume")

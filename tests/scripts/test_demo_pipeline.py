@@ -1,0 +1,51 @@
+"""scripts/demo.py `run_pipeline`: skipped steps, and wall times that stay one pass per step."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def demo_module():
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def sleeper(seconds: float, exit_code: int = 0) -> list[str]:
+    return [sys.executable, "-c", f"import time, sys; time.sleep({seconds}); sys.exit({exit_code})"]
+
+
+def test_rerun_of_a_finished_step_times_one_pass_and_a_resumed_step_adds_up(tmp_path):
+    demo = demo_module()
+    done = {"a": False}
+    step_a = demo.Step("text", "a", sleeper(0.3), lambda: done["a"], 1)
+    demo.run_pipeline([step_a], tmp_path)
+    first = json.loads((tmp_path / "timings.json").read_text())
+    assert first["finished"] == ["a"] and 0.3 <= first["steps"]["a"] < 3
+
+    done["a"] = True  # finished: skipped, its time kept
+    demo.run_pipeline([step_a], tmp_path)
+    assert json.loads((tmp_path / "timings.json").read_text())["steps"]["a"] == first["steps"]["a"]
+
+    done["a"] = False  # its outputs removed: it runs again and its time is this pass alone
+    demo.run_pipeline([demo.Step("text", "a", sleeper(0.05), lambda: done["a"], 1)], tmp_path)
+    assert json.loads((tmp_path / "timings.json").read_text())["steps"]["a"] < first["steps"]["a"]
+
+    # an interrupted step (here: a failing one) resumes, and its passes add up
+    with pytest.raises(SystemExit, match="step 'b' failed"):
+        demo.run_pipeline([demo.Step("text", "b", sleeper(0.3, 1), lambda: False, 1)], tmp_path)
+    failed = json.loads((tmp_path / "timings.json").read_text())
+    assert "b" not in failed["finished"]
+    demo.run_pipeline([demo.Step("text", "b", sleeper(0.3), lambda: False, 1)], tmp_path)
+    resumed = json.loads((tmp_path / "timings.json").read_text())
+    assert resumed["steps"]["b"] >= failed["steps"]["b"] + 0.3 and "b" in resumed["finished"]
+    assert resumed["total_s"] == pytest.approx(sum(resumed["steps"].values()))
