@@ -182,12 +182,11 @@ def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
             continue
         print(f"{prefix}: running (overall ETA ~{remaining / 60:.0f} min)\n  $ {shlex.join(step.command)}",
               flush=True)
-        if step.name in finished:
-            finished.discard(step.name)
-            timings[step.name] = 0.0
+        before = 0.0 if step.name in finished else timings.get(step.name, 0.0)
+        finished.discard(step.name)
         t0 = time.time()
         result = subprocess.run(step.command, cwd=ROOT)
-        timings[step.name] = timings.get(step.name, 0.0) + time.time() - t0
+        timings[step.name] = before + time.time() - t0
         if result.returncode == 0:
             finished.add(step.name)
         run_dir.mkdir(parents=True, exist_ok=True)
