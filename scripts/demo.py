@@ -5,7 +5,9 @@ One readable pipeline of `herd` commands; each step prints the command it runs, 
 be re-run alone. Re-running skips finished steps — their outputs are checked, not trusted: a
 training stage is done when its latest checkpoint rebuilds through `train.models.load_model` and
 says `finished`, an eval when its scores.json is newer than the checkpoint it scored — and resumes
-an interrupted training stage from its latest checkpoint.
+an interrupted training stage from its latest checkpoint. As with make, a training stage whose
+inputs (shards, tokenizer, parent runs) were written after its latest checkpoint trains again
+from the start: rebuild the image shards and everything downstream of them reruns.
 
     python scripts/demo.py [--run-dir runs/demo] [--cache ~/.cache/herd] [--only text,vision,…]
 """
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +39,16 @@ class Step:
     done: Callable[[], bool]
     estimate_s: float
     """Rough wall time on 2 cores, for the overall ETA."""
+    output: Path | None = None
+    """The training run (or checkpoint) the step writes; started afresh when `inputs` are newer."""
+    inputs: tuple[Path, ...] = ()
+    """Data folders, tokenizers and runs the step reads that earlier steps write."""
+
+    def stale(self) -> bool:
+        """Whether the step's output exists but an input was written after it."""
+        if self.output is None or not (written := written_at(self.output)):
+            return False
+        return any(written_at(path) > written for path in self.inputs)
 
 
 # --- "is this step finished?" -------------------------------------------------------------------
@@ -65,6 +78,18 @@ def checkpoint_loads(run: Path) -> Callable[[], bool]:
     return check
 
 
+def written_at(path: Path) -> float:
+    """When a file, a data folder (its manifest), or a training run or checkpoint (its latest
+    meta.json) was last written; 0.0 when it does not exist yet."""
+    if path.is_file():
+        return path.stat().st_mtime
+    ckpt = latest_checkpoint(path) if (path / "checkpoints").is_dir() else path
+    for marker in (path / "manifest.json", ckpt / "meta.json" if ckpt else None):
+        if marker is not None and marker.is_file():
+            return marker.stat().st_mtime
+    return 0.0
+
+
 def scored_after(out: Path, run: Path) -> Callable[[], bool]:
     """An eval is done when its scores.json is newer than the checkpoint it evaluates."""
 
@@ -84,11 +109,17 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     tok = run / "tokenizer"
     ev = run / "eval"
 
-    def train(stage: str, *overrides: str, name: str | None = None) -> list[str]:
-        """`herd train STAGE` with configs/tiny/NAME.toml into RUN/NAME (NAME: the stage's by default)."""
+    def training(group: str, stage: str, reads: dict[str, Path], estimate_s: float, *options: str,
+                 name: str | None = None, label: str | None = None) -> Step:
+        """`herd train STAGE` with configs/tiny/NAME.toml into RUN/NAME (NAME: the stage's by default);
+        `reads` maps each option that names an earlier step's output (shards, tokenizer, parent run)
+        to that output, which the step's staleness check watches."""
         name = name or stage.replace("-", "_")
-        return [*HERD, "train", stage, "--config", f"configs/tiny/{name}.toml", f"--run.dir={run / name}",
-                "--run.progress=false", *overrides, "--resume", "auto"]
+        command = [*HERD, "train", stage, "--config", f"configs/tiny/{name}.toml", f"--run.dir={run / name}",
+                   "--run.progress=false", *(f"--{option}={path}" for option, path in reads.items()), *options,
+                   "--resume", "auto"]
+        return Step(group, label or stage, command, checkpoint_loads(run / name), estimate_s,
+                    output=run / name, inputs=tuple(reads.values()))
 
     def build(kind: str) -> list[str]:
         return [*HERD, "data", "build", kind, "--out", str(data / kind), "--preset", "tiny", "--cache", str(cache)]
@@ -105,14 +136,10 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         Step("text", "train tokenizer", [*HERD, "tokenizer", "train", "--input", str(data / "text" / "train-*.tar"),
                                          "--vocab-size", "8192", "--out", str(tok)],
              lambda: (tok / "tokenizer.json").is_file(), 40),
-        Step("text", "text-pretrain", train("text-pretrain", f"--data.shards={data / 'text'}",
-                                            f"--data.tokenizer={tok / 'tokenizer.json'}",
-                                            f"--run.max_minutes={args.minutes_pretrain}"),
-             checkpoint_loads(run / "text_pretrain"), args.minutes_pretrain * 60 + 30),
+        training("text", "text-pretrain", {"data.shards": data / "text", "data.tokenizer": tok / "tokenizer.json"},
+                 args.minutes_pretrain * 60 + 30, f"--run.max_minutes={args.minutes_pretrain}"),
         Step("text", "build chat data", build("chat"), has_manifest(data / "chat"), 20),
-        Step("text", "text-sft", train("text-sft", f"--data.shards={data / 'chat'}",
-                                       f"--model.init={run / 'text_pretrain'}"),
-             checkpoint_loads(run / "text_sft"), 150),
+        training("text", "text-sft", {"data.shards": data / "chat", "model.init": run / "text_pretrain"}, 150),
         Step("text", "eval text", evaluate("text", "text_sft", "--shards", str(data / "text"), "--split", "validation",
                                            "--limit", "200"),
              scored_after(ev / "text", run / "text_sft"), 30),
@@ -121,48 +148,40 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
                                                 "--cache", str(cache)],
              lambda: (cache / "manifest.json").is_file() and "espeak" in (cache / "manifest.json").read_text(), 60),
         Step("vision", "build image shards", build("images"), has_manifest(data / "images"), 90),
-        Step("vision", "vision-clip", train("vision-clip", f"--data.shards={data / 'images'}",
-                                           f"--data.tokenizer={tok / 'tokenizer.json'}"),
-             checkpoint_loads(run / "vision_clip"), 150),
+        training("vision", "vision-clip", {"data.shards": data / "images", "data.tokenizer": tok / "tokenizer.json"},
+                 150),
         Step("vision", "probe encoder", evaluate("probe", "vision_clip", "--shards", str(data / "images")),
              scored_after(ev / "probe", run / "vision_clip"), 30),
-        Step("vision", "vision-adapter", train("vision-adapter", f"--data.shards={data / 'images'}",
-                                               f"--model.init={run / 'text_sft'}",
-                                               f"--vision.encoder_init={run / 'vision_clip'}"),
-             checkpoint_loads(run / "vision_adapter"), 420),
+        training("vision", "vision-adapter", {"data.shards": data / "images", "model.init": run / "text_sft",
+                                              "vision.encoder_init": run / "vision_clip"}, 420),
         Step("vision", "eval caption", evaluate("caption", "vision_adapter", "--shards", str(data / "images"),
                                                 "--split", "test", "--batch-size", "64", "--max-new-tokens", "32"),
              scored_after(ev / "caption", run / "vision_adapter"), 60),
         # video: temporal aggregator + video cross-attention (§4)
         Step("video", "build video shards", build("video"), has_manifest(data / "video"), 90),
-        Step("video", "video-adapter", train("video-adapter", f"--data.shards={data / 'video'}",
-                                             f"--model.init={run / 'vision_adapter'}"),
-             checkpoint_loads(run / "video_adapter"), 420),
+        training("video", "video-adapter", {"data.shards": data / "video", "model.init": run / "vision_adapter"},
+                 420),
         Step("video", "eval video", evaluate("video", "video_adapter", "--shards", str(data / "video"),
                                              "--split", "test"),
              scored_after(ev / "video", run / "video_adapter"), 60),
         # speech: BEST-RQ → speech adapter into the frozen LM (§5)
         Step("speech", "build speech shards", build("speech"), has_manifest(data / "speech"), 120),
-        Step("speech", "speech-bestrq", train("speech-bestrq", f"--data.shards={data / 'speech'}"),
-             checkpoint_loads(run / "speech_bestrq"), 240),
-        Step("speech", "speech-adapter", train("speech-adapter", f"--data.shards={data / 'speech'}",
-                                               f"--model.init={run / 'text_sft'}",
-                                               f"--speech.encoder_init={run / 'speech_bestrq'}"),
-             checkpoint_loads(run / "speech_adapter"), 480),
+        training("speech", "speech-bestrq", {"data.shards": data / "speech"}, 240),
+        training("speech", "speech-adapter", {"data.shards": data / "speech", "model.init": run / "text_sft",
+                                              "speech.encoder_init": run / "speech_bestrq"}, 480),
         Step("speech", "eval asr", evaluate("asr", "speech_adapter", "--shards", str(data / "speech"), "--split", "test"),
              scored_after(ev / "asr", run / "speech_adapter"), 60),
         # safety guard: the LM finetuned as a Llama Guard 3 style classifier
         Step("guard", "build guard data", build("guard"), has_manifest(data / "guard"), 20),
-        Step("guard", "guard training", train("text-sft", f"--data.shards={data / 'guard'}",
-                                              f"--model.init={run / 'text_sft'}", name="guard_sft"),
-             checkpoint_loads(run / "guard_sft"), 150),
+        training("guard", "text-sft", {"data.shards": data / "guard", "model.init": run / "text_sft"}, 150,
+                 name="guard_sft", label="guard training"),
         Step("guard", "eval guard", evaluate("guard", "guard_sft", "--shards", str(data / "guard"), "--split", "test"),
              scored_after(ev / "guard", run / "guard_sft"), 30),
         # one checkpoint with every component, then chat with it
         Step("final", "assemble final checkpoint",
              [*HERD, "assemble", "--out", str(final), "--video", str(run / "video_adapter"),
               "--speech", str(run / "speech_adapter")],
-             checkpoint_loads(final), 10),
+             checkpoint_loads(final), 10, output=final, inputs=(run / "video_adapter", run / "speech_adapter")),
     ]
 
 
@@ -176,6 +195,9 @@ def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
     start = time.time()
     for i, step in enumerate(steps, 1):
         prefix = f"[{i}/{len(steps)} {step.group}] {step.name}"
+        if step.stale():
+            print(f"{prefix}: its inputs changed after {step.output} was written: starting it again", flush=True)
+            shutil.rmtree(step.output)
         if step.done():
             print(f"{prefix}: done already, skipped", flush=True)
             remaining -= step.estimate_s

@@ -1,9 +1,11 @@
-"""scripts/demo.py `run_pipeline`: skipped steps, and wall times that stay one pass per step."""
+"""scripts/demo.py `run_pipeline`: skipped steps, stale stages that start again, and wall times
+that stay one pass per step."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,3 +51,36 @@ def test_rerun_of_a_finished_step_times_one_pass_and_a_resumed_step_adds_up(tmp_
     resumed = json.loads((tmp_path / "timings.json").read_text())
     assert resumed["steps"]["b"] >= failed["steps"]["b"] + 0.3 and "b" in resumed["finished"]
     assert resumed["total_s"] == pytest.approx(sum(resumed["steps"].values()))
+
+
+def fake_run(run: Path, mtime: float) -> None:
+    """A training run folder whose latest checkpoint's meta.json was written at `mtime`."""
+    (run / "checkpoints" / "step_00000010").mkdir(parents=True)
+    (run / "checkpoints" / "latest").write_text("step_00000010")
+    meta = run / "checkpoints" / "step_00000010" / "meta.json"
+    meta.write_text("{}")
+    os.utime(meta, (mtime, mtime))
+
+
+def test_a_stage_whose_inputs_are_newer_than_its_checkpoint_starts_again(tmp_path):
+    demo = demo_module()
+    shards, parent, run = tmp_path / "shards", tmp_path / "parent", tmp_path / "run"
+    shards.mkdir()
+    (shards / "manifest.json").write_text("{}")
+    os.utime(shards / "manifest.json", (1000, 1000))
+    fake_run(parent, 2000)
+    fake_run(run, 3000)
+    assert demo.written_at(shards) == 1000 and demo.written_at(run) == 3000
+    assert demo.written_at(tmp_path / "missing") == 0.0
+    marker = tmp_path / "ran"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    step = demo.Step("vision", "adapter", command, lambda: (run / "checkpoints").is_dir(), 1,
+                     output=run, inputs=(shards, parent))
+    demo.run_pipeline([step], tmp_path)
+    assert not marker.exists() and (run / "checkpoints").is_dir()  # up to date: skipped, kept
+
+    os.utime(shards / "manifest.json", (4000, 4000))  # the shards were rebuilt after the run
+    assert step.stale()
+    demo.run_pipeline([step], tmp_path)
+    assert marker.exists() and not run.exists()  # the old run is gone and the stage ran from scratch
+    assert not step.stale()  # nothing to compare against until the new run writes a checkpoint
