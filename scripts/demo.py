@@ -6,8 +6,9 @@ be re-run alone. Re-running skips finished steps — their outputs are checked, 
 training stage is done when its latest checkpoint rebuilds through `train.models.load_model` and
 says `finished`, an eval when its scores.json is newer than the checkpoint it scored — and resumes
 an interrupted training stage from its latest checkpoint. As with make, a training stage whose
-inputs (shards, tokenizer, parent runs) were written after its latest checkpoint trains again
-from the start: rebuild the image shards and everything downstream of them reruns.
+inputs (its config file, shards, tokenizer, parent runs) were written after its latest checkpoint
+trains again from the start: edit a config, or rebuild the image shards, and everything
+downstream of them reruns.
 
     python scripts/demo.py [--run-dir runs/demo] [--cache ~/.cache/herd] [--only text,vision,…]
 """
@@ -113,13 +114,14 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
                  name: str | None = None, label: str | None = None) -> Step:
         """`herd train STAGE` with configs/tiny/NAME.toml into RUN/NAME (NAME: the stage's by default);
         `reads` maps each option that names an earlier step's output (shards, tokenizer, parent run)
-        to that output, which the step's staleness check watches."""
+        to that output; the step's staleness check watches those and the config file."""
         name = name or stage.replace("-", "_")
-        command = [*HERD, "train", stage, "--config", f"configs/tiny/{name}.toml", f"--run.dir={run / name}",
+        config = Path("configs") / "tiny" / f"{name}.toml"
+        command = [*HERD, "train", stage, "--config", str(config), f"--run.dir={run / name}",
                    "--run.progress=false", *(f"--{option}={path}" for option, path in reads.items()), *options,
                    "--resume", "auto"]
         return Step(group, label or stage, command, checkpoint_loads(run / name), estimate_s,
-                    output=run / name, inputs=tuple(reads.values()))
+                    output=run / name, inputs=(ROOT / config, *reads.values()))
 
     def build(kind: str) -> list[str]:
         return [*HERD, "data", "build", kind, "--out", str(data / kind), "--preset", "tiny", "--cache", str(cache)]

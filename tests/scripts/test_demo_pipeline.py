@@ -79,6 +79,15 @@ def test_a_stage_whose_inputs_are_newer_than_its_checkpoint_starts_again(tmp_pat
     demo.run_pipeline([step], tmp_path)
     assert not marker.exists() and (run / "checkpoints").is_dir()  # up to date: skipped, kept
 
+    config = tmp_path / "stage.toml"  # a file input: its own mtime counts
+    config.write_text("[train]\n")
+    os.utime(config, (2500, 2500))
+    step.inputs = (config, shards, parent)
+    assert demo.written_at(config) == 2500 and not step.stale()
+    os.utime(config, (3500, 3500))  # the config was edited after the run
+    assert step.stale()
+    os.utime(config, (2500, 2500))
+
     os.utime(shards / "manifest.json", (4000, 4000))  # the shards were rebuilt after the run
     assert step.stale()
     demo.run_pipeline([step], tmp_path)
