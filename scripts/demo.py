@@ -43,7 +43,8 @@ class Step:
     output: Path | None = None
     """The training run (or checkpoint) the step writes; started afresh when `inputs` are newer."""
     inputs: tuple[Path, ...] = ()
-    """Data folders, tokenizers and runs the step reads that earlier steps write."""
+    """What the step reads that can change between runs: its config file, and the data folders,
+    tokenizer and runs that earlier steps write."""
 
     def stale(self) -> bool:
         """Whether the step's output exists but an input was written after it."""
