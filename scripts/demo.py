@@ -96,10 +96,7 @@ def scored_after(out: Path, run: Path) -> Callable[[], bool]:
     """An eval is done when its scores.json is newer than the checkpoint it evaluates."""
 
     def check() -> bool:
-        ckpt = latest_checkpoint(run) if (run / "checkpoints").is_dir() else run
-        scores = out / "scores.json"
-        return (ckpt is not None and scores.is_file() and (ckpt / "meta.json").is_file()
-                and scores.stat().st_mtime > (ckpt / "meta.json").stat().st_mtime)
+        return written_at(out / "scores.json") > written_at(run) > 0
 
     return check
 
