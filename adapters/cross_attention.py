@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adapters.gate import TanhGate
+from text.attention import sdpa
 from text.model import FeedForward, RMSNorm
 
 
@@ -60,7 +60,7 @@ class CrossAttention(nn.Module):
         B, T, _ = x.shape
         q = self.q_norm(self.wq(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
         k, v = (t.to(q.dtype) for t in kv)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        out = sdpa(q, k, v, attn_mask=mask, enable_gqa=True)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
 

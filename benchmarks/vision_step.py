@@ -7,10 +7,16 @@ attention before LM layers [1, 3, 5], the same batch and mask, and the same trai
 which HF cannot train apart from its single 8,192+8-row table: by default that table is frozen
 whole (sparing HF the backward pass through the layers below the first cross-attention block);
 `--hf-train-embeddings` trains it whole instead, the nearest HF equivalent of herd's trainable
-set. A step is forward, next-token CE, backward and an AdamW update. Prints ms/step (wall and
-process CPU time) for each and the ratio (target ≥ 1.5×).
+set.
 
-    python benchmarks/vision_step.py [--batch 4] [--seq 64] [--steps 3] [--dtype fp32|bf16]
+The batch is the stage's (configs/tiny/vision_adapter.toml: 16 rows of 48 tokens): an image
+token, a prompt, a caption of 8–16 tokens and padding, with the loss on the caption alone. Each
+side computes that loss its own way: herd as the stage does (`supervised_loss`: logits at the
+caption positions only), HF through `labels=` with -100 elsewhere. A step is forward, loss,
+backward and an AdamW update. HF runs with both of its attention implementations (sdpa, eager).
+Prints ms/step for fp32 and bf16 autocast and herd's speed-up over the faster HF (target ≥ 1.5×).
+
+    python benchmarks/vision_step.py [--batch 16] [--seq 48] [--steps 5] [--dtype fp32,bf16]
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from adapters.convert_mllama import mllama_config
 from adapters.fusion import FusionConfig, ImageSpans, build_fusion_model, image_attendance
 from adapters.policies import apply_policy, vision_adapter_policy
 from text.config import create_config as text_config
 from text.model import Transformer
+from train.stages.text_common import IGNORE, supervised_loss
 from vision.config import create_config as vision_config
+
+PROMPT_TOKENS = 12
+"""Chat header, prompt and assistant header between the image token and the caption."""
 
 
 def build_herd(text, vision):
@@ -35,13 +44,15 @@ def build_herd(text, vision):
     return model, apply_policy(model, vision_adapter_policy(model))
 
 
-def build_hf(herd, train_embeddings: bool = False):
+def build_hf(herd, attention: str, train_embeddings: bool = False):
     """A randomly initialised MllamaForConditionalGeneration of herd's exact shape, with the
-    image-adapter trainable set."""
+    image-adapter trainable set and the `attention` implementation ("sdpa" or "eager")."""
     from transformers import MllamaConfig, MllamaForConditionalGeneration
 
     config = mllama_config(herd)
-    model = MllamaForConditionalGeneration(MllamaConfig(**config))
+    hf_config = MllamaConfig(**config)
+    hf_config._attn_implementation = attention  # read by every sub-model at construction
+    model = MllamaForConditionalGeneration(hf_config)
     cross = config["text_config"]["cross_attention_layers"]
     trainable = []
     for name, p in model.named_parameters():
@@ -55,13 +66,21 @@ def build_hf(herd, train_embeddings: bool = False):
 
 
 def batch(text, vision, B, T, seed=0):
+    """tokens [B, T+1] (<|begin_of_text|> <|image|> prompt caption, padded), targets [B, T]
+    (IGNORE but on the caption), one image of random aspect ratio per row."""
     g = torch.Generator().manual_seed(seed)
     V = text.vocab_size
     tokens = torch.randint(3, V, (B, T + 1), generator=g)
-    tokens[:, 1] = V  # <|begin_of_text|> <|image|> caption…
+    tokens[:, 1] = V
+    targets = torch.full((B, T), IGNORE)
+    for row in range(B):
+        start = 1 + PROMPT_TOKENS
+        end = start + int(torch.randint(8, 17, (1,), generator=g))
+        targets[row, start:end] = tokens[row, start + 1:end + 1]
+        tokens[row, end + 1:] = 0  # padding
     ratio_ids = torch.randint(1, len(vision.aspect_ratios) + 1, (B, 1), generator=g)
     images = torch.randn(B, 1, vision.max_tiles, 3, vision.tile_size, vision.tile_size, generator=g)
-    return tokens, images, ratio_ids
+    return tokens, targets, images, ratio_ids
 
 
 def hf_masks(tokens, ratio_ids, vision):
@@ -90,14 +109,14 @@ def time_interleaved(steps: dict, n: int) -> dict[str, tuple[float, float]]:
             for name, t in times.items()}
 
 
-def train_step(forward, params, targets, autocast, device):
-    """One step: forward → CE → backward → AdamW, synchronised so wall time is the step's."""
+def train_step(loss, params, autocast, device):
+    """One step: forward + loss → backward → AdamW, synchronised so wall time is the step's."""
     opt = torch.optim.AdamW(params, lr=1e-4)
 
     def step():
         with autocast:
-            logits = forward()
-        F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()).backward()
+            value = loss()
+        value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -107,12 +126,10 @@ def train_step(forward, params, targets, autocast, device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=3)
-    # fp32 by default on CPU: without AVX512-BF16/AMX a bf16 CPU matmul is ~10× slower.
-    parser.add_argument("--dtype", choices=["bf16", "fp32"], default=None,
-                        help="default: bf16 on CUDA, fp32 on CPU")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--dtype", default="fp32,bf16", help="comma-separated: fp32, bf16 (autocast)")
     # One thread by default: on a shared, oversubscribed CPU the OpenMP barriers of a 2-thread
     # run make every small op ~100× slower and the timings meaningless.
     parser.add_argument("--threads", type=int, default=1)
@@ -123,38 +140,44 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     text, vision = text_config("tiny"), vision_config("tiny")
-    tokens, images, ratio_ids = batch(text, vision, args.batch, args.seq)
-    inputs, targets = tokens[:, :-1], tokens[:, 1:].clamp(max=text.vocab_size - 1)
+    tokens, targets, images, ratio_ids = batch(text, vision, args.batch, args.seq)
+    inputs = tokens[:, :-1]
+    labels = torch.full_like(targets, -100)  # HF shifts labels by one itself
+    labels[:, 1:] = targets[:, :-1].masked_fill(targets[:, :-1] == IGNORE, -100)
     cross_mask, ratio_mask = hf_masks(inputs, ratio_ids, vision)
-    inputs, targets, images, ratio_ids, cross_mask, ratio_mask = (
-        t.to(device) for t in (inputs, targets, images, ratio_ids, cross_mask, ratio_mask))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    inputs, targets, labels, images, ratio_ids, cross_mask, ratio_mask = (
+        t.to(device) for t in (inputs, targets, labels, images, ratio_ids, cross_mask, ratio_mask))
 
     herd, herd_params = build_herd(text, vision)
-    hf, hf_params = build_hf(herd, args.hf_train_embeddings)
-    herd.to(device), hf.to(device).train()
-    steps = {
-        "herd": train_step(lambda: herd(inputs, images=images, ratio_ids=ratio_ids),
-                           herd_params, targets, autocast, device),
-        "transformers": train_step(
-            lambda: hf(input_ids=inputs, pixel_values=images, aspect_ratio_ids=ratio_ids,
-                       aspect_ratio_mask=ratio_mask, cross_attention_mask=cross_mask,
-                       use_cache=False).logits, hf_params, targets, autocast, device),
-    }
-    times = time_interleaved(steps, args.steps)
-    print(f"vision-adapter step, batch {args.batch} × {args.seq} tokens, one image of up to "
-          f"{vision.max_tiles} tiles each, {device.type}, {dtype}, {torch.get_num_threads()} threads")
+    hf = {impl: build_hf(herd, impl, args.hf_train_embeddings) for impl in ("sdpa", "eager")}
+    herd.to(device)
+    for model, _ in hf.values():
+        model.to(device).train()
+    print(f"vision-adapter step, batch {args.batch} × {args.seq} tokens (loss on "
+          f"{int((targets != IGNORE).sum())} caption tokens), one image of up to {vision.max_tiles} tiles each, "
+          f"{device.type}, {torch.get_num_threads()} threads")
     print(f"  trainable parameters: herd {sum(p.numel() for p in herd_params):,}  transformers "
-          f"{sum(p.numel() for p in hf_params):,} (embedding table "
+          f"{sum(p.numel() for p in hf['sdpa'][1]):,} (embedding table "
           f"{'trained' if args.hf_train_embeddings else 'frozen'})")
-    for name, (wall, cpu) in times.items():
-        print(f"  {name:<12} {wall * 1e3:8.1f} ms/step wall  {cpu * 1e3:8.1f} ms/step CPU  "
-              f"{1 / wall:6.2f} steps/s")
-    (w_herd, c_herd), (w_hf, c_hf) = times["herd"], times["transformers"]
-    print(f"  speed-up herd / transformers: {w_hf / w_herd:.2f}× wall, {c_hf / c_herd:.2f}× CPU "
-          f"(target ≥ 1.5×)")
+    for dtype in args.dtype.split(","):
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+        steps = {"herd": train_step(lambda: supervised_loss(
+            lambda at: herd(inputs, images=images, ratio_ids=ratio_ids, logits_at=at), targets).loss,
+            herd_params, autocast, device)}
+        for impl, (model, params) in hf.items():
+            steps[f"hf {impl}"] = train_step(
+                lambda model=model: model(input_ids=inputs, pixel_values=images, aspect_ratio_ids=ratio_ids,
+                                          aspect_ratio_mask=ratio_mask, cross_attention_mask=cross_mask,
+                                          labels=labels, use_cache=False).loss, params, autocast, device)
+        times = time_interleaved(steps, args.steps)
+        print(f"  {dtype}:")
+        for name, (wall, cpu) in times.items():
+            print(f"    {name:<10} {wall * 1e3:8.1f} ms/step wall  {cpu * 1e3:8.1f} ms/step CPU  "
+                  f"{1 / wall:6.2f} steps/s")
+        best = min((t for name, t in times.items() if name != "herd"), key=lambda t: t[0])
+        print(f"    speed-up herd / faster transformers: {best[0] / times['herd'][0]:.2f}× wall, "
+              f"{best[1] / times['herd'][1]:.2f}× CPU (target ≥ 1.5×)")
 
 
 if __name__ == "__main__":

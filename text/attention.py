@@ -1,6 +1,6 @@
 """Grouped-query self-attention with RoPE, document masking and a KV cache (llama3-spec §1.1).
 
-Three ways a forward pass attends, all through `F.scaled_dot_product_attention`:
+Three ways a forward pass attends, all through `sdpa` (`F.scaled_dot_product_attention`, see there):
 - one document per row, no cache: plain causal attention (`is_causal`, no mask is built);
 - packed documents (`doc_ids`): a block-diagonal causal mask, built per chunk of queries so
   memory grows with T·chunk rather than T² (a 32K-token row never materialises a T×T mask);
@@ -20,6 +20,27 @@ from text.rope import rotate
 
 QUERY_CHUNK = 2048
 """Packed-document attention builds its mask for this many queries at a time."""
+
+UPCAST_MAX_KEYS = 512
+"""`sdpa` computes bf16/fp16 CPU attention in fp32 when it will be differentiated and a row has at
+most this many keys (`benchmarks/cpu_attention.py`: 5× faster at 48–65 keys, 1.35× at 256, even at 512;
+the bf16 kernel wins from 1,024 keys on)."""
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> Tensor:
+    """`F.scaled_dot_product_attention`, with one CPU exception: reduced-precision q/k/v that will
+    be differentiated run in fp32 when rows are short, because PyTorch's bf16 flash-attention
+    backward on CPU is several times slower than its fp32 one there. Same arguments and result
+    dtype; every attention of herd (text, cross-attention, vision, video, speech) goes through it.
+    """
+    if (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and k.shape[-2] <= UPCAST_MAX_KEYS
+            and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+        mask = kwargs.get("attn_mask")
+        if mask is not None and mask.is_floating_point():
+            kwargs["attn_mask"] = mask.float()
+        with torch.autocast("cpu", enabled=False):  # CPU autocast would cast q/k/v back to bf16
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
 class KVCache:
@@ -129,7 +150,7 @@ class Attention(nn.Module):
         elif ctx.doc_ids is not None:
             out = _attend_documents(q, k, v, ctx.doc_ids)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            out = sdpa(q, k, v, is_causal=True, enable_gqa=True)
         return self.wo(out.transpose(1, 2).reshape(B, T, H * D))
 
 
@@ -143,7 +164,7 @@ def repeat_kv(t: Tensor, groups: int) -> Tensor:
 
 def _sdpa_gqa(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> Tensor:
     """SDPA with k/v shared by groups of query heads (no repeated copies of k and v)."""
-    return F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kwargs)
+    return sdpa(q, k, v, enable_gqa=True, **kwargs)
 
 
 def _attend_documents(q: Tensor, k: Tensor, v: Tensor, doc_ids: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from text.attention import sdpa
 from video.config import ResamplerConfig
 
 
@@ -57,7 +58,7 @@ class PerceiverAttention(nn.Module):
             # Latent keys are always visible, so no query row is ever fully masked.
             keep_latents = media_mask.new_ones(media_mask.shape[0], latents.shape[1])
             mask = torch.cat([media_mask, keep_latents], dim=1)[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, self._heads(k), self._heads(v), attn_mask=mask)
+        out = sdpa(q, self._heads(k), self._heads(v), attn_mask=mask)
         return self.to_out(out.transpose(1, 2).flatten(2))
 
     def _heads(self, x: Tensor) -> Tensor:

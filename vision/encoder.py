@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from text.attention import sdpa
 from vision.config import VisionConfig
 
 
@@ -58,7 +59,7 @@ class SelfAttention(nn.Module):
         B, S, _ = x.shape
         q, k, v = (w(x).view(B, S, self.n_heads, self.head_dim).transpose(1, 2)
                    for w in (self.wq, self.wk, self.wv))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = sdpa(q, k, v, attn_mask=mask)
         return self.wo(out.transpose(1, 2).reshape(B, S, -1))
 
 

@@ -136,6 +136,26 @@ def test_bf16_autocast_forward_is_close_to_fp32(model):
     assert (low.float() - full).abs().max() < 0.05
 
 
+@pytest.mark.parametrize("keys", [48, attention.UPCAST_MAX_KEYS + 1])
+def test_sdpa_runs_short_differentiated_bf16_cpu_attention_in_fp32(keys):
+    """Training rows up to UPCAST_MAX_KEYS keys get fp32 attention (the CPU bf16 backward is slow
+    there), even under autocast; longer rows and no-grad passes keep PyTorch's bf16 kernel."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, keys, 16, generator=g).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention.sdpa(q, k, v, is_causal=True)
+        with torch.no_grad():
+            plain = attention.sdpa(q, k, v, is_causal=True)
+    fp32 = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    bf16 = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert not torch.equal(fp32.bfloat16(), bf16)  # the two paths are told apart
+    assert out.dtype == plain.dtype == torch.bfloat16
+    assert torch.equal(plain, bf16)
+    assert torch.equal(out, (fp32 if keys <= attention.UPCAST_MAX_KEYS else bf16).bfloat16())
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad).all()
+
+
 def _llama31_frequencies_by_the_formula(head_dim: int, theta: float, s: RopeScaling) -> list[float]:
     """llama3-spec §1.4 written out per frequency, in plain Python floats."""
     out = []
