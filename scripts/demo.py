@@ -189,8 +189,8 @@ def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
     remaining = sum(s.estimate_s for s in steps)
     timings_file = run_dir / "timings.json"
     saved = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
-    # An interrupted step adds up its passes; a finished step that runs again (its outputs were
-    # removed or are older than its inputs) starts from zero, so each time is one whole pass.
+    # An interrupted step adds up its passes; a step that runs again after it finished (its outputs
+    # were removed) or after its inputs changed starts from zero, so each time is one whole run.
     timings, finished = saved.get("steps", {}), set(saved.get("finished", []))
     start = time.time()
     for i, step in enumerate(steps, 1):
@@ -198,6 +198,7 @@ def run_pipeline(steps: list[Step], run_dir: Path) -> dict[str, float]:
         if step.stale():
             print(f"{prefix}: its inputs changed after {step.output} was written: starting it again", flush=True)
             shutil.rmtree(step.output)
+            timings.pop(step.name, None)  # the old run's passes, finished or not, no longer count
         if step.done():
             print(f"{prefix}: done already, skipped", flush=True)
             remaining -= step.estimate_s

@@ -90,6 +90,9 @@ def test_a_stage_whose_inputs_are_newer_than_its_checkpoint_starts_again(tmp_pat
 
     os.utime(shards / "manifest.json", (4000, 4000))  # the shards were rebuilt after the run
     assert step.stale()
+    # the old run's time, even of passes never marked finished, is not added to the new run's
+    (tmp_path / "timings.json").write_text(json.dumps({"steps": {"adapter": 500.0}, "finished": []}))
     demo.run_pipeline([step], tmp_path)
     assert marker.exists() and not run.exists()  # the old run is gone and the stage ran from scratch
+    assert json.loads((tmp_path / "timings.json").read_text())["steps"]["adapter"] < 100
     assert not step.stale()  # nothing to compare against until the new run writes a checkpoint
