@@ -9,8 +9,8 @@ whole (sparing HF the backward pass through the layers below the first cross-att
 `--hf-train-embeddings` trains it whole instead, the nearest HF equivalent of herd's trainable
 set.
 
-The batch is the stage's (configs/tiny/vision_adapter.toml: 16 rows of 48 tokens): an image
-token, a prompt, a caption of 8–16 tokens and padding, with the loss on the caption alone. Each
+The batch is shaped like the stage's (configs/tiny/vision_adapter.toml: 16 rows of 48 tokens): a
+prompt around the image token, a caption of 6–25 tokens and padding, with the loss on the caption. Each
 side computes that loss its own way: herd as the stage does (`supervised_loss`: logits at the
 caption positions only), HF through `labels=` with -100 elsewhere. A step is forward, loss,
 backward and an AdamW update. HF runs with both of its attention implementations (sdpa, eager).
@@ -35,8 +35,9 @@ from text.model import Transformer
 from train.stages.text_common import IGNORE, supervised_loss
 from vision.config import create_config as vision_config
 
-PROMPT_TOKENS = 12
-"""Chat header, prompt and assistant header between the image token and the caption."""
+PROMPT_TOKENS = 22
+"""Chat header, prompt and assistant header around the image token. With captions of 6–25 tokens,
+a batch of 16 × 48 holds ~26% caption tokens and ~1.3 tokens per real one, as the demo's do."""
 
 
 def build_herd(text, vision):
@@ -66,16 +67,16 @@ def build_hf(herd, attention: str, train_embeddings: bool = False):
 
 
 def batch(text, vision, B, T, seed=0):
-    """tokens [B, T+1] (<|begin_of_text|> <|image|> prompt caption, padded), targets [B, T]
-    (IGNORE but on the caption), one image of random aspect ratio per row."""
+    """tokens [B, T+1] (prompt with <|image|>, caption, padding), targets [B, T] (IGNORE but on
+    the caption), one image of random aspect ratio per row."""
     g = torch.Generator().manual_seed(seed)
     V = text.vocab_size
     tokens = torch.randint(3, V, (B, T + 1), generator=g)
-    tokens[:, 1] = V
+    tokens[:, 5] = V
     targets = torch.full((B, T), IGNORE)
     for row in range(B):
-        start = 1 + PROMPT_TOKENS
-        end = start + int(torch.randint(8, 17, (1,), generator=g))
+        start = PROMPT_TOKENS
+        end = min(start + int(torch.randint(6, 26, (1,), generator=g)), T - 1)
         targets[row, start:end] = tokens[row, start + 1:end + 1]
         tokens[row, end + 1:] = 0  # padding
     ratio_ids = torch.randint(1, len(vision.aspect_ratios) + 1, (B, 1), generator=g)
