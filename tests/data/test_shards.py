@@ -53,6 +53,24 @@ def test_one_epoch_reads_every_sample_once(text_shards) -> None:
     assert two[:40] == got and sorted(two[40:]) == sorted(docs) and two[40:] != got  # new order per epoch
 
 
+def test_readers_share_one_index_per_version_of_a_shard(tmp_path: Path, monkeypatch) -> None:
+    import data.shards as shards_module
+
+    calls = []
+    real = shards_module._index_shard
+    monkeypatch.setattr(shards_module, "_index_shard", lambda path: calls.append(path) or real(path))
+    shards_module._shard_index.cache_clear()
+    docs = [f"document {i}" for i in range(6)]
+    (entry,) = write_shards(({"__key__": f"d{i}", "txt": t} for i, t in enumerate(docs)), tmp_path, "train")
+    shard = tmp_path / entry["path"]
+    for _ in range(3):  # e.g. the training loader and two evaluations' fresh loaders
+        assert sorted(_texts(ShardReader([shard], decode=decode_text, epochs=1))) == docs
+    assert calls == [shard]
+    write_shards(({"__key__": f"d{i}", "txt": t} for i, t in enumerate(docs[:4])), tmp_path, "train")  # rebuilt
+    assert sorted(_texts(ShardReader([shard], decode=decode_text, epochs=1))) == docs[:4]
+    assert calls == [shard, shard]
+
+
 @pytest.mark.parametrize("num_slots", [2, 4, 8])  # 5 shards: dealt by shard (2, 4) or by sample (8)
 def test_slots_partition_the_data(text_shards, num_slots: int) -> None:
     shards, docs = text_shards
