@@ -69,8 +69,7 @@ class RotarySelfAttention(nn.Module):
         qk = rotate(qkv[:, :, : 2 * self.n_heads], ctx.cos, ctx.sin).to(qkv.dtype)
         q, k = qk[:, :, : self.n_heads].transpose(1, 2), qk[:, :, self.n_heads:].transpose(1, 2)
         v = qkv[:, :, 2 * self.n_heads:].transpose(1, 2)
-        out = sdpa(q, k, v, attn_mask=ctx.attend_mask,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = sdpa(q, k, v, attn_mask=ctx.attend_mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(out.transpose(1, 2).reshape(B, T, -1))
 
 
