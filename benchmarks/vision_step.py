@@ -36,8 +36,10 @@ from train.stages.text_common import IGNORE, supervised_loss
 from vision.config import create_config as vision_config
 
 PROMPT_TOKENS = 22
+IMAGE_AT = 5
 """Chat header, prompt and assistant header around the image token. With captions of 6–25 tokens,
-a batch of 16 × 48 holds ~26% caption tokens and ~1.3 tokens per real one, as the demo's do."""
+a batch of 16 × 48 holds ~26% caption tokens and ~1.3 tokens per real one, as the demo's do.
+`<|image|>` sits at IMAGE_AT, after the user header."""
 
 
 def build_herd(text, vision):
@@ -72,7 +74,7 @@ def batch(text, vision, B, T, seed=0):
     g = torch.Generator().manual_seed(seed)
     V = text.vocab_size
     tokens = torch.randint(3, V, (B, T + 1), generator=g)
-    tokens[:, 5] = V
+    tokens[:, IMAGE_AT] = V  # <|image|>
     targets = torch.full((B, T), IGNORE)
     for row in range(B):
         start = PROMPT_TOKENS
@@ -144,8 +146,8 @@ def main() -> None:
     text, vision = text_config("tiny"), vision_config("tiny")
     tokens, targets, images, ratio_ids = batch(text, vision, args.batch, args.seq)
     inputs = tokens[:, :-1]
-    labels = torch.full_like(targets, -100)  # HF shifts labels by one itself
-    labels[:, 1:] = targets[:, :-1].masked_fill(targets[:, :-1] == IGNORE, -100)
+    labels = torch.full_like(targets, IGNORE)  # IGNORE is HF's -100 too; HF shifts labels by one itself
+    labels[:, 1:] = targets[:, :-1]
     cross_mask, ratio_mask = hf_masks(inputs, ratio_ids, vision)
     inputs, targets, labels, images, ratio_ids, cross_mask, ratio_mask = (
         t.to(device) for t in (inputs, targets, labels, images, ratio_ids, cross_mask, ratio_mask))
