@@ -193,6 +193,9 @@ class VideoSection:
     word_weight: float = 0.0
     """Weight of the auxiliary caption-word loss on the aggregator's latents (`video.word_head`:
     bag-of-words CE read through the LM's output table); 0 = caption loss only, as in the paper."""
+    motion_dim: int = 0
+    """Channels of the aggregator's time-odd motion summary (`video.motion`), set when a new video
+    path is built; 0 = none, the Flamingo resampler as in the paper."""
 
 
 @dataclass(kw_only=True)

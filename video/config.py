@@ -38,6 +38,12 @@ class ResamplerConfig:
     """Tokens per frame that get a learned spatial position embedding (builders set it from the
     image encoder: tiles × tokens per tile); 0 = none, as in the Flamingo reference, where the
     resampler sees only what the frame features themselves keep of where each token was."""
+    motion_dim: int = 0
+    """Channels of the time-odd motion summary added to the latent queries (`video.motion`);
+    0 = none, as in the Flamingo reference. Needs `patch_grid`."""
+    patch_grid: int = 0
+    """Patches per side of one tile (builders set it from the image encoder): frame tokens are
+    tiles × (1 + patch_grid²), class token first in each tile."""
     norm_eps: float = 1e-5
     """LayerNorm epsilon."""
 
@@ -47,6 +53,10 @@ class ResamplerConfig:
                 raise ValueError(f"resampler {name} must be positive, got {getattr(self, name)}")
         if self.max_tokens < 0:
             raise ValueError(f"resampler max_tokens must be ≥ 0, got {self.max_tokens}")
+        if self.motion_dim < 0 or self.patch_grid < 0:
+            raise ValueError("resampler motion_dim and patch_grid must be ≥ 0")
+        if self.motion_dim and not self.patch_grid:
+            raise ValueError("resampler motion_dim needs patch_grid (patches per side of a tile)")
 
     @property
     def inner_dim(self) -> int:

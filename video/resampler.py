@@ -22,6 +22,10 @@ Masked keys get zero attention weight, so that group's output equals aggregating
 frames alone (time positions 0…r−1). Frames marked padding by `frame_mask` are excluded the same
 way; a group with no real frame still yields finite tokens (latents attend to themselves) and is
 reported False by `group_mask` so cross-attention can ignore it.
+
+With `motion_dim` set, a time-odd summary of consecutive-frame changes (`video.motion`) is added
+to the latent queries before the first layer: the latents then carry which way things move, which
+attention pooling alone does not learn (the turn direction of the tiny demo's clips).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from torch import Tensor, nn
 
 from text.attention import sdpa
 from video.config import ResamplerConfig
+from video.motion import MotionSummary
 
 
 class PerceiverAttention(nn.Module):
@@ -96,11 +101,12 @@ class PerceiverResampler(nn.Module):
     """
 
     def __init__(self, *, input_norm: nn.Module, layers: nn.ModuleList, norm: nn.Module, dim: int,
-                 n_latents: int, max_frames: int, max_tokens: int = 0):
+                 n_latents: int, max_frames: int, max_tokens: int = 0, motion: nn.Module | None = None):
         super().__init__()
         self.input_norm = input_norm
         self.layers = layers
         self.norm = norm
+        self.motion = motion  # optional time-odd summary [B, D] added to every latent query
         self.latents = nn.Parameter(torch.empty(n_latents, dim))
         self.time_embed = nn.Parameter(torch.empty(max_frames, dim))
         self.token_embed = nn.Parameter(torch.empty(max_tokens, dim)) if max_tokens else None
@@ -122,6 +128,9 @@ class PerceiverResampler(nn.Module):
         batch, n_frames, n_tokens, _ = media.shape
         if n_frames > self.time_embed.shape[0]:
             raise ValueError(f"{n_frames} frames exceed the {self.time_embed.shape[0]} time embeddings")
+        latents = self.latents.expand(batch, -1, -1)
+        if self.motion is not None:
+            latents = latents + self.motion(media, frame_mask)[:, None, :]
         media = self.input_norm(media) + self.time_embed[:n_frames, None, :]
         if self.token_embed is not None:
             if n_tokens > self.token_embed.shape[0]:
@@ -131,7 +140,6 @@ class PerceiverResampler(nn.Module):
         media_mask = None
         if frame_mask is not None:
             media_mask = frame_mask.repeat_interleave(n_tokens, dim=1)
-        latents = self.latents.expand(batch, -1, -1)
         for layer in self.layers:
             latents = layer(media, latents, media_mask)
         return self.norm(latents)
@@ -186,7 +194,10 @@ def build_aggregator(config: ResamplerConfig) -> TemporalAggregator:
     resampler = PerceiverResampler(input_norm=nn.LayerNorm(config.dim, eps=config.norm_eps), layers=layers,
                                    norm=nn.LayerNorm(config.dim, eps=config.norm_eps), dim=config.dim,
                                    n_latents=config.n_latents, max_frames=config.frames_per_group,
-                                   max_tokens=config.max_tokens)
+                                   max_tokens=config.max_tokens,
+                                   motion=MotionSummary(dim=config.dim, width=config.motion_dim,
+                                                        grid=config.patch_grid, norm_eps=config.norm_eps)
+                                   if config.motion_dim else None)
     return TemporalAggregator(resampler, config.frames_per_group, config)
 
 

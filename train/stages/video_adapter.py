@@ -112,7 +112,8 @@ def build_model(config: VideoAdapterConfig, env: DistEnv, vocab_size: int) -> tu
     if not isinstance(model, VideoFusionModel):
         encoder = model.vision_encoder.config  # every frame token gets its place: tiles × tokens per tile
         model = build_video_fusion_model(model, resampler_config(
-            config.video.preset, dim=model.config.dim, max_tokens=encoder.max_tiles * encoder.tokens_per_tile))
+            config.video.preset, dim=model.config.dim, max_tokens=encoder.max_tiles * encoder.tokens_per_tile,
+            motion_dim=config.video.motion_dim, patch_grid=encoder.tile_size // encoder.patch_size))
     if config.video.word_weight > 0 and model.video_word_head is None:  # a new run, or a video model without one
         model.video_word_head = CaptionWordHead(model.config.dim)
     if model.config.vocab_size != vocab_size:
