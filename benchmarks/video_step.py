@@ -119,8 +119,10 @@ def bench_train_step(clips: list[bytes], backend: str, batch: int, num_frames: i
 
     torch.manual_seed(0)
     lm = Transformer(text_config("tiny"))
-    model = build_video_fusion_model(build_fusion_model(lm, vision_config("tiny")),
-                                     create_config("tiny", dim=lm.config.dim))
+    vision = vision_config("tiny")
+    model = build_video_fusion_model(build_fusion_model(lm, vision),  # the tiny stage's aggregator
+                                     create_config("tiny", dim=lm.config.dim, motion_dim=64,
+                                                   patch_grid=vision.tile_size // vision.patch_size))
     params = apply_policy(model, video_adapter_policy(model))
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     transform = VideoTransform(model.vision_encoder.config.tile_size)
