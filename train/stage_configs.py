@@ -150,9 +150,6 @@ class VisionSection:
     ffn_gate_lr_scale: float = 1.0
     """LR factor of the FFN gates (below 1 keeps the text-only FFN from learning the captions'
     language before the attention has learned to read the image)."""
-    group_batches: int = 1
-    """Training batches read at once and regrouped by row length, so each pads to rows of nearly
-    one length (`train.stages.image_batches`); 1 = batches in reader order."""
 
 
 @dataclass(kw_only=True)

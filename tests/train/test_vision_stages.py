@@ -8,7 +8,6 @@ The frozen LM is a random micro LM saved as a text checkpoint.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 from pathlib import Path
 
@@ -228,31 +227,15 @@ def test_chat_batches_mix_aspect_ratios_and_supervise_the_answer_only(image_shar
         assert row[first + 1 - len(assistant):first + 1].tolist() == assistant
 
 
-@pytest.mark.parametrize("group_batches", [1, 3])
-def test_chat_batcher_resumes_exactly(image_shards, tiny_tokenizer, group_batches):
-    first = _chat_batcher(image_shards, tiny_tokenizer, seed=2, group_batches=group_batches)
+def test_chat_batcher_resumes_exactly(image_shards, tiny_tokenizer):
+    first = _chat_batcher(image_shards, tiny_tokenizer, seed=2)
     it = iter(first)
     next(it)
     state = first.state_dict()
-    expected = [next(it) for _ in range(7)]  # crosses an epoch boundary (32 samples, 6 a batch) and groups
-    resumed = _chat_batcher(image_shards, tiny_tokenizer, seed=2, group_batches=group_batches)
+    expected = [next(it) for _ in range(7)]  # crosses an epoch boundary (32 samples, 6 a batch)
+    resumed = _chat_batcher(image_shards, tiny_tokenizer, seed=2)
     resumed.load_state_dict(state)
     it = iter(resumed)
     for want in expected:
         got = next(it)
         assert all(torch.equal(got[k], want[k]) for k in want)
-
-
-def test_length_groups_hold_the_same_rows_with_less_padding(image_shards, tiny_tokenizer):
-    def rows(batches):
-        pad = tiny_tokenizer.pad_id
-        return sorted(tuple(t for t in row.tolist() if t != pad) for b in batches for row in b["tokens"])
-
-    plain = list(itertools.islice(_chat_batcher(image_shards, tiny_tokenizer, seed=3), 4))
-    grouped = list(itertools.islice(_chat_batcher(image_shards, tiny_tokenizer, seed=3, group_batches=4), 4))
-    assert rows(grouped) == rows(plain)  # the same 24 samples, regrouped
-    assert sum(b["tokens"].numel() for b in grouped) < sum(b["tokens"].numel() for b in plain)
-    for b in grouped:  # each image still travels with its own row
-        assert b["images"].shape[0] == b["tokens"].shape[0] == 6
-    with pytest.raises(ValueError, match="group_batches"):
-        _chat_batcher(image_shards, tiny_tokenizer, group_batches=0)

@@ -11,13 +11,6 @@ Images of different aspect ratios share a batch: `vision.transforms.collate_imag
 tiles with zeros and missing images with aspect-ratio id 0. Which caption or question a sample
 contributes is a pure function of (seed, epoch, sample key), so the shard reader's position is
 the whole loader state and a resumed run sees exactly the batches an uninterrupted one would.
-
-Length groups (`ImageChatBatcher(group_batches=k)`): k batches' worth of samples are read at once,
-sorted by row length and cut into k batches, which come out in a seeded order. Each batch then pads
-to rows of nearly one length: in the tiny vision-adapter, rows of 34 tokens on average were padded
-to 44, and the padding cost as much LM compute as a fifth of the captions. The state is the
-reader's position at the group's start plus the batches already given out, so resuming stays
-exact.
 """
 
 from __future__ import annotations
@@ -199,17 +192,12 @@ class ImageChatBatcher(_ImageBatcher):
     """Chat turns about an image; each sample contributes one (prompt, answer) of `tasks`."""
 
     def __init__(self, shards: Sequence[Path], tokenizer, transform: ImageTransform, *, seq_len: int,
-                 tasks: Sequence[str], describe: str, captions: str = "any", group_batches: int = 1, **kw):
+                 tasks: Sequence[str], describe: str, captions: str = "any", **kw):
         from text.chat_format import ChatFormat
 
         super().__init__(shards, transform, **kw)
         self.chat, self.pad_id = ChatFormat(tokenizer), tokenizer.pad_id
         self.seq_len, self.tasks, self.describe, self.captions = seq_len, tuple(tasks), describe, captions
-        if group_batches < 1:
-            raise ValueError(f"group_batches must be ≥ 1, got {group_batches}")
-        self.group_batches = group_batches
-        self._group: dict[str, Any] | None = None  # {"start": reader state, "given": batches out}
-        self._resume: dict[str, Any] | None = None  # the group a loaded state is inside
         prompt_answers({}, self.tasks, describe, captions)  # unknown names fail here, not mid-run
 
     def encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
@@ -217,50 +205,17 @@ class ImageChatBatcher(_ImageBatcher):
         tokens, mask = tokens[: self.seq_len + 1], mask[: self.seq_len + 1]
         return tokens, [t if m else IGNORE for t, m in zip(tokens[1:], mask[1:])]
 
-    def row(self, sample: dict[str, Any]) -> tuple[list[int], list[int]]:
-        turns = prompt_answers(sample["json"], self.tasks, self.describe, self.captions)
-        if not turns:
-            raise ValueError(f"{sample['shard']}: key {sample['key']}: no captions or QA for tasks {self.tasks}")
-        return self.encode(*choose(turns, self.seed, sample["epoch"], sample["key"]))
-
     def make_batch(self, samples: list[dict[str, Any]], tiles: list[Tiles]) -> dict[str, Tensor]:
+        rows = []
+        for s in samples:
+            turns = prompt_answers(s["json"], self.tasks, self.describe, self.captions)
+            if not turns:
+                raise ValueError(f"{s['shard']}: key {s['key']}: no captions or QA for tasks {self.tasks}")
+            rows.append(self.encode(*choose(turns, self.seed, s["epoch"], s["key"])))
         from train.stages.chat_data import pad_rows
 
         images, ratio_ids = collate_images([[t] for t in tiles], self.transform.max_tiles)
-        return {**pad_rows([self.row(s) for s in samples], self.pad_id), "images": images, "ratio_ids": ratio_ids}
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        if self.group_batches == 1:
-            yield from super().__iter__()
-            return
-        skip, self._resume = (self._resume["given"] if self._resume else 0), None
-        while True:
-            start = self.reader.state_dict()
-            samples = []
-            for sample in self.reader:
-                sample["epoch"] = self.reader.epoch
-                samples.append(sample)
-                if len(samples) == self.batch_size * self.group_batches:
-                    break
-            if not samples:
-                return
-            samples.sort(key=lambda s: len(self.row(s)[0]))  # stable: equal lengths keep reader order
-            batches = [samples[i:i + self.batch_size] for i in range(0, len(samples), self.batch_size)]
-            random.Random(f"{self.seed}:{json.dumps(start, sort_keys=True)}").shuffle(batches)
-            for given, batch in enumerate(batches[skip:], start=skip + 1):
-                self._group = {"start": start, "given": given}
-                yield self.make_batch(batch, [self.transform(s["image"]) for s in batch])
-            skip = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        if self.group_batches == 1 or self._group is None:
-            return super().state_dict()
-        return {"group": self._group}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        group = state.get("group")
-        super().load_state_dict(group["start"] if group else state)
-        self._group = self._resume = group
+        return {**pad_rows(rows, self.pad_id), "images": images, "ratio_ids": ratio_ids}
 
 
 __all__ = ["vision_config", "CaptionBatcher", "ImageChatBatcher", "TASKS", "CAPTION_CHOICES", "IGNORE", "decode_image_sample", "prompt_answers",

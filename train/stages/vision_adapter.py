@@ -140,9 +140,8 @@ def build(config: VisionAdapterConfig, env: DistEnv) -> VisionAdapterUnit:
                                   lambda b: VisionAdapterUnit.logits(model, b), env.device)
     lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale,
                  "vision_encoder.": v.encoder_lr_scale}
-    train = batcher(d.train_split, config.run.seed, group_batches=v.group_batches)
-    return VisionAdapterUnit(model, train, make_val, tokenizer_file(config), parents, v.prompt,
-                             {k: f for k, f in lr_scales.items() if f != 1.0})
+    return VisionAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
+                             parents, v.prompt, {k: f for k, f in lr_scales.items() if f != 1.0})
 
 
 __all__ = ["VisionAdapterUnit", "build_fused", "load_encoder_init", "swap_images", "build"]
