@@ -151,12 +151,15 @@ class VideoFusionModel(FusionModel):
 
     def video_attention(self, tokens: Tensor, video: Tensor | None, video_ratio_ids: Tensor | None,
                         video_features: Tensor | None, frame_mask: Tensor | None,
-                        cache: VideoFusionCache | None, dtype: torch.dtype) -> dict[int, ImageAttention] | None:
+                        cache: VideoFusionCache | None, dtype: torch.dtype,
+                        aggregated: tuple[Tensor, Tensor] | None = None) -> dict[int, ImageAttention] | None:
         """Per-video-block K/V and masks for this pass, or None when there is no video to attend."""
-        if video is not None or video_features is not None:
-            if video_features is None:
-                video_features = self.frame_features(video, video_ratio_ids)
-            video_tokens, valid = self.aggregate(video_features, frame_mask)
+        if aggregated is not None or video is not None or video_features is not None:
+            if aggregated is None:
+                if video_features is None:
+                    video_features = self.frame_features(video, video_ratio_ids)
+                aggregated = self.aggregate(video_features, frame_mask)
+            video_tokens, valid = aggregated
             kv, group_valid = self.video_kv(video_tokens), valid[:, None]  # one video per row
             spans = ImageSpans.start(tokens.shape[0], 1, tokens.device)
         elif cache is not None and getattr(cache, "video_kv", None) is not None:
@@ -178,32 +181,36 @@ class VideoFusionModel(FusionModel):
     def forward(self, tokens: Tensor, *, images: Tensor | None = None, ratio_ids: Tensor | None = None,
                 video: Tensor | None = None, video_ratio_ids: Tensor | None = None,
                 video_features: Tensor | None = None, frame_mask: Tensor | None = None,
-                positions: Tensor | None = None, cache: VideoFusionCache | None = None,
-                logits_at: Tensor | None = None) -> Tensor:
+                aggregated: tuple[Tensor, Tensor] | None = None, positions: Tensor | None = None,
+                cache: VideoFusionCache | None = None, logits_at: Tensor | None = None) -> Tensor:
         """Logits [B, T, V] ([n, V] at the positions `logits_at` [B, T] marks, as in `Transformer`).
 
         video [B, F, tiles, 3, t, t] with video_ratio_ids [B, F] (one clip per row, its
         `<|video|>` token in `tokens`) and optional frame_mask [B, F] (True = real frame), or instead
         of video the frozen `frame_features(video, ...)` computed earlier, video_features [B, F, S,
-        dim]; images as in `FusionModel.forward`. Decoding steps pass no media and reuse the cache.
+        dim], or the `aggregate(video_features, frame_mask)` of them, `aggregated` (a training loss
+        that also reads the latents runs the aggregator once); images as in `FusionModel.forward`.
+        Decoding steps pass no media and reuse the cache.
         """
         hidden = self.hidden_states(tokens, images=images, ratio_ids=ratio_ids, video=video,
                                     video_ratio_ids=video_ratio_ids, video_features=video_features,
-                                    frame_mask=frame_mask, positions=positions, cache=cache)
+                                    frame_mask=frame_mask, aggregated=aggregated, positions=positions, cache=cache)
         return logits_where(self.output, hidden, logits_at)
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
                       ratio_ids: Tensor | None = None, video: Tensor | None = None,
                       video_ratio_ids: Tensor | None = None, video_features: Tensor | None = None,
-                      frame_mask: Tensor | None = None, positions: Tensor | None = None,
-                      cache: VideoFusionCache | None = None, embeds: Tensor | None = None) -> Tensor:
+                      frame_mask: Tensor | None = None, aggregated: tuple[Tensor, Tensor] | None = None,
+                      positions: Tensor | None = None, cache: VideoFusionCache | None = None,
+                      embeds: Tensor | None = None) -> Tensor:
         """The final-normed hidden states [B, T, dim]; a video block runs before the image block
         of its layer. `embeds` replaces the token embeddings as in `FusionModel.hidden_states`."""
         h = self.embed(tokens) if embeds is None else embeds
         text_cache = cache.text if cache is not None else None
         ctx = self.text_model.attention_context(h, positions=positions, cache=text_cache)
         image = self.image_attention(tokens, images, ratio_ids, cache, h.dtype)
-        clip = self.video_attention(tokens, video, video_ratio_ids, video_features, frame_mask, cache, h.dtype)
+        clip = self.video_attention(tokens, video, video_ratio_ids, video_features, frame_mask, cache, h.dtype,
+                                    aggregated)
         for i, layer in enumerate(self.layers):
             if clip is not None and i in clip:
                 h = self.video_cross_attention_layers[str(i)](h, clip[i])

@@ -159,3 +159,18 @@ def test_the_caption_word_head_is_in_the_spec_and_trainable_set_and_the_forward_
     assert words.shape == (1, with_head.output.out_features)
     with pytest.raises(ValueError, match="no caption-word head"):
         plain.caption_word_logits(plain.aggregate(features)[0])
+
+
+def test_aggregated_tokens_stand_in_for_the_clip(video_model):
+    """A loss that reads the latents too runs the aggregator once and hands its output over."""
+    open_gates(video_model)
+    for name, p in video_model.video_params().items():
+        if name.endswith("gate.scale"):
+            p.data.fill_(0.5)
+    tokens, clip = clip_batch()
+    with torch.no_grad():
+        features = video_model.frame_features(clip)
+        ref = video_model(tokens, video=clip)
+        out = video_model(tokens, aggregated=video_model.aggregate(features))
+    assert torch.allclose(out, ref, atol=1e-5, rtol=0)
+    assert not torch.allclose(video_model(tokens), ref, atol=1e-3)  # the clip is read
