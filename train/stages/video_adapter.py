@@ -65,10 +65,9 @@ class VideoAdapterUnit:
         if not self.word_weight:
             return supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
         features = batch.get("video_features")
-        if features is None:  # the image path is frozen: encode once for both losses
+        if features is None:  # the image path is frozen: no graph through it
             with torch.no_grad():
                 features = self.model.frame_features(batch["video"], batch.get("video_ratio_ids"))
-            batch = {**batch, "video": None, "video_features": features}
         # One aggregator pass feeds both losses (it was ~a fifth of the tiny step once more).
         aggregated = self.model.aggregate(features)
         out = supervised_loss(lambda at: model(batch["tokens"][:, :-1], aggregated=aggregated, logits_at=at),
