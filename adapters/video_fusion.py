@@ -154,11 +154,11 @@ class VideoFusionModel(FusionModel):
                         cache: VideoFusionCache | None, dtype: torch.dtype,
                         aggregated: tuple[Tensor, Tensor] | None = None) -> dict[int, ImageAttention] | None:
         """Per-video-block K/V and masks for this pass, or None when there is no video to attend."""
-        if aggregated is not None or video is not None or video_features is not None:
-            if aggregated is None:
-                if video_features is None:
-                    video_features = self.frame_features(video, video_ratio_ids)
-                aggregated = self.aggregate(video_features, frame_mask)
+        if aggregated is None and (video is not None or video_features is not None):
+            if video_features is None:
+                video_features = self.frame_features(video, video_ratio_ids)
+            aggregated = self.aggregate(video_features, frame_mask)
+        if aggregated is not None:
             video_tokens, valid = aggregated
             kv, group_valid = self.video_kv(video_tokens), valid[:, None]  # one video per row
             spans = ImageSpans.start(tokens.shape[0], 1, tokens.device)
