@@ -17,7 +17,8 @@ blocks (llama3-spec §3.2, §7; llama-models `CrossAttentionTransformer`).
   image K/V are computed once per prompt and kept in the `FusionCache` for decoding.
 - Text→image mask (llama-models `create_vision_mask`): text after an `<|image|>` token attends
   to that image until the next run of image tokens; consecutive image tokens are all attended by
-  the text that follows them; padding tiles are never attended.
+  the text that follows them; padding tiles are never attended. In packed rows (`doc_ids`) a
+  token attends only the images of its own document.
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ def image_attendance(tokens: Tensor, image_token_id: int,
     return attend, new
 
 
+def image_documents(tokens: Tensor, doc_ids: Tensor, image_token_id: int, n_images: int) -> Tensor:
+    """[B, N]: the document (`doc_ids` [B, T]) of each row's n-th `<|image|>` token; -2 for
+    images that have no token in `tokens` (never equal to a document id or padding's -1)."""
+    B = tokens.shape[0]
+    is_image = tokens == image_token_id
+    slot = torch.where(is_image, is_image.cumsum(1) - 1, n_images).clamp(max=n_images)
+    docs = torch.full((B, n_images + 1), -2, dtype=doc_ids.dtype, device=doc_ids.device)
+    return docs.scatter(1, slot, torch.where(is_image, doc_ids, -2))[:, :n_images]
+
+
 @dataclass
 class FusionCache:
     """Decoding state: the LM's self-attention KV cache plus, once a prompt had images, the
@@ -189,25 +200,30 @@ class FusionModel(nn.Module):
 
     def forward(self, tokens: Tensor, *, images: Tensor | None = None,
                 ratio_ids: Tensor | None = None, positions: Tensor | None = None,
-                cache: FusionCache | None = None, logits_at: Tensor | None = None) -> Tensor:
+                doc_ids: Tensor | None = None, cache: FusionCache | None = None,
+                logits_at: Tensor | None = None) -> Tensor:
         """Logits [B, T, V] ([n, V] at the positions `logits_at` [B, T] marks, as in `Transformer`).
 
         tokens [B, T] (ids up to V+7); images [B, N, max_tiles, 3, t, t] and ratio_ids [B, N]
         (0 = padding image) for the prompt; decoding steps pass neither and reuse the cache.
         positions [B, T]: explicit RoPE positions as in `text.Transformer.forward`.
+        doc_ids [B, T]: packed documents (`train.stages.chat_data.pack_rows`), each with its own
+        images in order; attention, positions and image attendance stay within a document.
         """
         return logits_where(self.output, self.hidden_states(tokens, images=images, ratio_ids=ratio_ids,
-                                                            positions=positions, cache=cache), logits_at)
+                                                            positions=positions, doc_ids=doc_ids, cache=cache),
+                            logits_at)
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
                       ratio_ids: Tensor | None = None, positions: Tensor | None = None,
-                      cache: FusionCache | None = None, embeds: Tensor | None = None) -> Tensor:
+                      doc_ids: Tensor | None = None, cache: FusionCache | None = None,
+                      embeds: Tensor | None = None) -> Tensor:
         """The final-normed hidden states [B, T, dim]. `embeds` [B, T, dim] replaces the token
         embeddings (a wrapper that splices speech into them, `adapters.multimodal`)."""
         h = self.embed(tokens) if embeds is None else embeds
         text_cache = cache.text if cache is not None else None
-        ctx = self.text_model.attention_context(h, positions=positions, cache=text_cache)
-        image = self.image_attention(tokens, images, ratio_ids, cache, h.dtype)
+        ctx = self.text_model.attention_context(h, doc_ids=doc_ids, positions=positions, cache=text_cache)
+        image = self.image_attention(tokens, images, ratio_ids, cache, h.dtype, doc_ids)
         for i, layer in enumerate(self.layers):
             if image is not None and i in image:
                 h = self.cross_attention_layers[str(i)](h, image[i])
@@ -223,7 +239,8 @@ class FusionModel(nn.Module):
                 for i in self.schedule}
 
     def image_attention(self, tokens: Tensor, images: Tensor | None, ratio_ids: Tensor | None,
-                        cache: FusionCache | None, dtype: torch.dtype) -> dict[int, ImageAttention] | None:
+                        cache: FusionCache | None, dtype: torch.dtype,
+                        doc_ids: Tensor | None = None) -> dict[int, ImageAttention] | None:
         """Per-block K/V and masks for this pass, or None when there is no image to attend."""
         if images is not None:
             kv = self.image_kv(images, ratio_ids)
@@ -234,6 +251,9 @@ class FusionModel(nn.Module):
         else:
             return None
         attend, spans = image_attendance(tokens, self.image_token_id, spans)
+        if doc_ids is not None:
+            image_docs = image_documents(tokens, doc_ids, self.image_token_id, attend.shape[-1])
+            attend &= doc_ids[:, :, None] == image_docs[:, None, :]
         if cache is not None:
             cache.image_kv, cache.tile_valid, cache.spans = kv, tile_valid, spans
         n_tok = self.vision_encoder.config.tokens_per_tile
@@ -268,4 +288,4 @@ def from_spec(spec: dict) -> FusionModel:
 
 
 __all__ = ["FusionConfig", "FusionModel", "FusionCache", "ImageSpans", "FUSION_MODULES",
-           "fusion_schedule", "image_attendance", "build_fusion_model", "from_spec"]
+           "fusion_schedule", "image_attendance", "image_documents", "build_fusion_model", "from_spec"]

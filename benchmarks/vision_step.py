@@ -9,14 +9,17 @@ whole (sparing HF the backward pass through the layers below the first cross-att
 `--hf-train-embeddings` trains it whole instead, the nearest HF equivalent of herd's trainable
 set.
 
-The batch is shaped like the stage's (configs/tiny/vision_adapter.toml: 16 rows of 48 tokens): a
-prompt around the image token, a caption of 6–25 tokens and padding, with the loss on the caption. Each
-side computes that loss its own way: herd as the stage does (`supervised_loss`: logits at the
+The batch is shaped like the stage's (configs/tiny/vision_adapter.toml: 16 samples of up to 48
+tokens): a prompt around the image token, a caption of 6–25 tokens, with the loss on the caption.
+HF gets it as Mllama takes it, one row per sample padded to the longest. herd runs it twice: the
+same padded rows ("herd padded") and, as the stage does with `vision.pack`, the samples packed up
+to `--pack` to a row as separate documents that attend only their own image ("herd packed"). Each
+side computes the loss its own way: herd as the stage does (`supervised_loss`: logits at the
 caption positions only), HF through `labels=` with -100 elsewhere. A step is forward, loss,
 backward and an AdamW update. HF runs with both of its attention implementations (sdpa, eager).
 Prints ms/step for fp32 and bf16 autocast and herd's speed-up over the faster HF (target ≥ 1.5×).
 
-    python benchmarks/vision_step.py [--batch 16] [--seq 48] [--steps 5] [--dtype fp32,bf16]
+    python benchmarks/vision_step.py [--batch 16] [--seq 48] [--pack 4] [--steps 5] [--dtype fp32,bf16]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from adapters.fusion import FusionConfig, ImageSpans, build_fusion_model, image_
 from adapters.policies import apply_policy, vision_adapter_policy
 from text.config import create_config as text_config
 from text.model import Transformer
+from train.stages.chat_data import group_documents, pack_rows, pad_rows
 from train.stages.text_common import IGNORE, supervised_loss
 from vision.config import create_config as vision_config
 
@@ -68,22 +72,30 @@ def build_hf(herd, attention: str, train_embeddings: bool = False):
     return model, trainable
 
 
-def batch(text, vision, B, T, seed=0):
-    """tokens [B, T+1] (prompt with <|image|>, caption, padding), targets [B, T] (IGNORE but on
-    the caption), one image of random aspect ratio per row."""
+def samples(text, vision, B, T, seed=0):
+    """B (tokens, targets) rows as the stage's batcher makes them (prompt with <|image|>, then a
+    caption and `<|eot_id|>`; targets IGNORE but on the caption; at most T+1 tokens), and one
+    image of random aspect ratio each: images [B, max_tiles, 3, t, t], ratio_ids [B]."""
     g = torch.Generator().manual_seed(seed)
-    V = text.vocab_size
-    tokens = torch.randint(3, V, (B, T + 1), generator=g)
-    tokens[:, IMAGE_AT] = V  # <|image|>
-    targets = torch.full((B, T), IGNORE)
-    for row in range(B):
-        start = PROMPT_TOKENS
-        end = min(start + int(torch.randint(6, 26, (1,), generator=g)), T - 1)
-        targets[row, start:end] = tokens[row, start + 1:end + 1]
-        tokens[row, end + 1:] = 0  # padding
-    ratio_ids = torch.randint(1, len(vision.aspect_ratios) + 1, (B, 1), generator=g)
-    images = torch.randn(B, 1, vision.max_tiles, 3, vision.tile_size, vision.tile_size, generator=g)
-    return tokens, targets, images, ratio_ids
+    rows = []
+    for _ in range(B):
+        n = min(PROMPT_TOKENS + int(torch.randint(6, 26, (1,), generator=g)) + 1, T + 1)
+        tokens = torch.randint(3, text.vocab_size, (n,), generator=g).tolist()
+        tokens[IMAGE_AT] = text.vocab_size  # <|image|>
+        rows.append((tokens, [IGNORE] * (PROMPT_TOKENS - 1) + tokens[PROMPT_TOKENS:]))
+    ratio_ids = torch.randint(1, len(vision.aspect_ratios) + 1, (B,), generator=g)
+    images = torch.randn(B, vision.max_tiles, 3, vision.tile_size, vision.tile_size, generator=g)
+    return rows, images, ratio_ids
+
+
+def packed_images(images, ratio_ids, groups):
+    """Each group's images in order: [R, most in a group, …], ratio id 0 for the empty slots."""
+    N = max(len(g) for g in groups)
+    pixels = images.new_zeros(len(groups), N, *images.shape[1:])
+    ids = ratio_ids.new_zeros(len(groups), N)
+    for r, g in enumerate(groups):
+        pixels[r, :len(g)], ids[r, :len(g)] = images[g], ratio_ids[g]
+    return pixels, ids
 
 
 def hf_masks(tokens, ratio_ids, vision):
@@ -131,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=48)
+    parser.add_argument("--pack", type=int, default=4, help="most samples per packed herd row")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--dtype", default="fp32,bf16", help="comma-separated: fp32, bf16 (autocast)")
     # One thread by default: on a shared, oversubscribed CPU the OpenMP barriers of a 2-thread
@@ -144,30 +157,41 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     text, vision = text_config("tiny"), vision_config("tiny")
-    tokens, targets, images, ratio_ids = batch(text, vision, args.batch, args.seq)
-    inputs = tokens[:, :-1]
+    rows, row_images, row_ratio_ids = samples(text, vision, args.batch, args.seq)
+    padded = {**pad_rows(rows, pad_id=0), "images": row_images[:, None], "ratio_ids": row_ratio_ids[:, None]}
+    groups = group_documents([len(tokens) for tokens, _ in rows], args.pack)
+    packed = {**pack_rows(rows, groups, pad_id=0), **dict(zip(("images", "ratio_ids"),
+                                                               packed_images(row_images, row_ratio_ids, groups)))}
+    inputs, targets, images, ratio_ids = padded["tokens"][:, :-1], padded["targets"], padded["images"], padded["ratio_ids"]
     labels = torch.full_like(targets, IGNORE)  # IGNORE is HF's -100 too; HF shifts labels by one itself
     labels[:, 1:] = targets[:, :-1]
     cross_mask, ratio_mask = hf_masks(inputs, ratio_ids, vision)
     inputs, targets, labels, images, ratio_ids, cross_mask, ratio_mask = (
         t.to(device) for t in (inputs, targets, labels, images, ratio_ids, cross_mask, ratio_mask))
+    packed = {k: v.to(device) for k, v in packed.items()}
 
     herd, herd_params = build_herd(text, vision)
     hf = {impl: build_hf(herd, impl, args.hf_train_embeddings) for impl in ("sdpa", "eager")}
     herd.to(device)
     for model, _ in hf.values():
         model.to(device).train()
-    print(f"vision-adapter step, batch {args.batch} × {args.seq} tokens (loss on "
+    print(f"vision-adapter step, {args.batch} samples of up to {args.seq} tokens (loss on "
           f"{int((targets != IGNORE).sum())} caption tokens), one image of up to {vision.max_tiles} tiles each, "
           f"{device.type}, {torch.get_num_threads()} threads")
+    print(f"  token slots: padded {tuple(inputs.shape)} = {inputs.numel()}, packed "
+          f"{tuple(packed['targets'].shape)} = {packed['targets'].numel()} ({len(groups)} rows of ≤ {args.pack})")
     print(f"  trainable parameters: herd {sum(p.numel() for p in herd_params):,}  transformers "
           f"{sum(p.numel() for p in hf['sdpa'][1]):,} (embedding table "
           f"{'trained' if args.hf_train_embeddings else 'frozen'})")
     for dtype in args.dtype.split(","):
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
-        steps = {"herd": train_step(lambda: supervised_loss(
+        steps = {"herd padded": train_step(lambda: supervised_loss(
             lambda at: herd(inputs, images=images, ratio_ids=ratio_ids, logits_at=at), targets).loss,
-            herd_params, autocast, device)}
+            herd_params, autocast, device),
+            "herd packed": train_step(lambda: supervised_loss(
+                lambda at: herd(packed["tokens"][:, :-1], images=packed["images"], ratio_ids=packed["ratio_ids"],
+                                doc_ids=packed["doc_ids"][:, :-1], logits_at=at), packed["targets"]).loss,
+                herd_params, autocast, device)}
         for impl, (model, params) in hf.items():
             steps[f"hf {impl}"] = train_step(
                 lambda model=model: model(input_ids=inputs, pixel_values=images, aspect_ratio_ids=ratio_ids,
@@ -176,11 +200,12 @@ def main() -> None:
         times = time_interleaved(steps, args.steps)
         print(f"  {dtype}:")
         for name, (wall, cpu) in times.items():
-            print(f"    {name:<10} {wall * 1e3:8.1f} ms/step wall  {cpu * 1e3:8.1f} ms/step CPU  "
+            print(f"    {name:<12} {wall * 1e3:8.1f} ms/step wall  {cpu * 1e3:8.1f} ms/step CPU  "
                   f"{1 / wall:6.2f} steps/s")
-        best = min((t for name, t in times.items() if name != "herd"), key=lambda t: t[0])
-        print(f"    speed-up herd / faster transformers: {best[0] / times['herd'][0]:.2f}× wall, "
-              f"{best[1] / times['herd'][1]:.2f}× CPU (target ≥ 1.5×)")
+        best = min((t for name, t in times.items() if name.startswith("hf")), key=lambda t: t[0])
+        for name in ("herd padded", "herd packed"):
+            print(f"    speed-up {name} / faster transformers: {best[0] / times[name][0]:.2f}× wall, "
+                  f"{best[1] / times[name][1]:.2f}× CPU (target ≥ 1.5×)")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,10 @@ class VisionSection:
     captions: str = "any"
     """Captions a sample trains on: "any" of its references, or its "first" (canonical) one, so
     a short run learns one way to say it instead of hedging between word orders."""
+    pack: int = 0
+    """Training rows hold up to this many samples, each a document of its own that attends only
+    its own image (`ImageChatBatcher`); 0 = one sample per row, padded to the batch's longest.
+    The batch is still `data.batch_size` samples: packing removes padding, not examples."""
     match_branch_scale: bool = True
     """Start each cross-attention branch at the size of the LM layer updates beside it
     (`adapters.branch_scale`); off = the plain N(0, 0.02) init."""

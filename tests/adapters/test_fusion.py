@@ -253,3 +253,24 @@ def test_logits_at_marked_positions_equal_the_full_logits(lm, fused):
         torch.testing.assert_close(fused(tokens, images=images, ratio_ids=ratio_ids, logits_at=at), full[at])
         text = tokens.clamp(max=V - 1)
         torch.testing.assert_close(lm(text, logits_at=at), lm(text)[at])
+
+
+def test_packed_documents_see_only_themselves_and_their_own_image(fused):
+    """Two rows packed into one (doc_ids) give each row's own logits: attention, positions and
+    image attendance stop at the document boundary, so the second document's header (before its
+    `<|image|>`) does not see the first document's image."""
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch(T=10)
+    first, second = tokens[0, :7].clone(), tokens[1, :10].clone()
+    second[4], second[9] = 7, 7  # one <|image|> each: at t=2 of the first, t=3 of the second
+    second[3] = V
+    packed = torch.cat([first, second])[None]
+    doc_ids = torch.tensor([[0] * 7 + [1] * 10])
+    pair_images = torch.stack([images[0, 0], images[1, 0]])[None]
+    pair_ratios = torch.tensor([[ratio_ids[0, 0], ratio_ids[1, 0]]])
+    with torch.no_grad():
+        together = fused(packed, images=pair_images, ratio_ids=pair_ratios, doc_ids=doc_ids)
+        alone = [fused(row[None], images=pair_images[:, n:n + 1], ratio_ids=pair_ratios[:, n:n + 1])
+                 for n, row in enumerate((first, second))]
+    torch.testing.assert_close(together[:, :7], alone[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(together[:, 7:], alone[1], rtol=0, atol=1e-5)

@@ -140,3 +140,29 @@ def test_dpo_masks_special_tokens_and_weights_nll():
     margins = torch.tensor([0.1 * (1 - (-2)), 0.0])
     expected = -torch.nn.functional.logsigmoid(margins).mean() + 0.2 * torch.tensor([10 / 5, 12 / 4]).mean()
     assert torch.allclose(loss, expected) and m["reward_margin"] == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_group_documents_packs_every_row_once_into_fewer_slots(seed):
+    import random
+
+    from train.stages.chat_data import group_documents
+
+    rng = random.Random(seed)
+    lengths = [rng.randint(20, 48) for _ in range(16)]
+    groups = group_documents(lengths, max_docs=4)
+    assert sorted(i for g in groups for i in g) == list(range(16))
+    assert all(len(g) <= 4 for g in groups)
+    slots = len(groups) * max(sum(lengths[i] for i in g) for g in groups)
+    assert sum(lengths) <= slots < 16 * max(lengths)
+    assert group_documents(lengths, max_docs=1) == [[i] for i in sorted(range(16), key=lambda i: -lengths[i])]
+
+
+def test_pack_rows_restarts_documents_and_never_predicts_across_them():
+    from train.stages.chat_data import IGNORE, pack_rows
+
+    rows = [([1, 2, 3], [7, IGNORE]), ([4, 5], [8]), ([6, 9, 9, 9], [9, 9, 9])]
+    batch = pack_rows(rows, [[2], [0, 1]], pad_id=0)
+    assert batch["tokens"].tolist() == [[6, 9, 9, 9, 0], [1, 2, 3, 4, 5]]
+    assert batch["targets"].tolist() == [[9, 9, 9, IGNORE], [7, IGNORE, IGNORE, 8]]
+    assert batch["doc_ids"].tolist() == [[0, 0, 0, 0, -1], [0, 0, 0, 1, 1]]

@@ -85,7 +85,7 @@ def clip_run(tmp_path_factory, image_shards, tiny_tokenizer_dir) -> Path:
 def adapter_run(tmp_path_factory, image_shards, text_lm, clip_run) -> Path:
     run = tmp_path_factory.mktemp("adapter")
     assert herd(["train", "vision-adapter", *MICRO_IMAGES, f"--model.init={text_lm}",
-                 f"--vision.encoder_init={clip_run}", "--vision.cross_attention_every=1",
+                 f"--vision.encoder_init={clip_run}", "--vision.cross_attention_every=1", "--vision.pack=3",
                  f"--data.shards={image_shards}", "--data.batch_size=8", "--data.seq_len=48",
                  "--train.steps=10", "--train.eval_batches=1", "--optim.lr=3e-3", f"--run.dir={run}"]) == 0
     return run
@@ -225,6 +225,36 @@ def test_chat_batches_mix_aspect_ratios_and_supervise_the_answer_only(image_shar
         assert answer in {"red", "green", "blue", "yellow"} or answer.startswith("a ")
         first = int((target != IGNORE).nonzero()[0])  # the prompt ends with the assistant header
         assert row[first + 1 - len(assistant):first + 1].tolist() == assistant
+
+
+def test_packed_chat_batches_hold_the_same_samples_and_give_the_same_loss(image_shards, tiny_tokenizer):
+    """The same samples packed as documents give the loss of one padded row each, because every
+    document attends only itself and its own image (a leak of the previous document's image into
+    the next document's prompt would change it), with fewer token slots."""
+    from adapters.fusion import FusionConfig, build_fusion_model
+    from text.config import create_config
+    from text.model import Transformer
+    from train.stages.text_common import supervised_loss
+    from train.stages.vision_adapter import VisionAdapterUnit
+    from vision.config import create_config as vision_config
+
+    padded = next(iter(_chat_batcher(image_shards, tiny_tokenizer, seed=3)))
+    packed = next(iter(_chat_batcher(image_shards, tiny_tokenizer, seed=3, pack=3)))
+    assert packed["tokens"].numel() < padded["tokens"].numel()
+    assert packed["images"].shape[1] <= 3 and int((packed["ratio_ids"] > 0).sum()) == 6
+    assert (packed["tokens"] == tiny_tokenizer.image_id).sum() == 6
+    assert sorted(packed["targets"][packed["targets"] >= 0].tolist()) == sorted(padded["targets"][padded["targets"] >= 0].tolist())
+    torch.manual_seed(0)
+    lm = Transformer(create_config("tiny", vocab_size=tiny_tokenizer.vocab_size, dim=64, n_layers=2, n_heads=4,
+                                   n_kv_heads=2, multiple_of=32, max_seq_len=256))
+    model = build_fusion_model(lm, vision_config("tiny"), FusionConfig(cross_attention_every=1)).eval()
+    for name, p in model.named_parameters():
+        if name.endswith(("gate.scale", "gate")):  # open every gate: the image reaches the text
+            p.data.fill_(0.5)
+    with torch.no_grad():
+        losses = [float(supervised_loss(lambda at: VisionAdapterUnit.logits(model, b, at), b["targets"]).loss)
+                  for b in (padded, packed)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
 
 
 def test_chat_batcher_resumes_exactly(image_shards, tiny_tokenizer):

@@ -46,6 +46,49 @@ def pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
     return {"tokens": tokens, "targets": targets}
 
 
+def group_documents(lengths: Sequence[int], max_docs: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into rows of at most `max_docs` documents: of the first-fit-
+    decreasing packings at every row capacity from the longest document up, the one with the
+    fewest token slots (rows × longest row), since a batch is padded to its longest row."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    best: tuple[int, list[list[int]]] | None = None
+    for capacity in range(lengths[order[0]], min(sum(lengths), max_docs * lengths[order[0]]) + 1):
+        rows: list[list[int]] = []
+        fill: list[int] = []
+        for i in order:
+            r = next((r for r, f in enumerate(fill) if f + lengths[i] <= capacity and len(rows[r]) < max_docs), None)
+            if r is None:
+                rows.append([])
+                fill.append(0)
+                r = len(rows) - 1
+            rows[r].append(i)
+            fill[r] += lengths[i]
+        slots = len(rows) * max(fill)
+        if best is None or slots < best[0]:
+            best = (slots, rows)
+    return best[1]
+
+
+def pack_rows(rows: list[tuple[list[int], list[int]]], groups: list[list[int]], pad_id: int) -> dict[str, Tensor]:
+    """(tokens, targets) pairs as `pad_rows` makes them, concatenated per group of `groups` (e.g.
+    `group_documents`) → {"tokens": [R, L], "targets": [R, L-1], "doc_ids": [R, L]}.
+
+    Each pair is a document of its own (`doc_ids` 0, 1, … along a row, -1 on padding), so the
+    model masks attention between them and restarts positions (`text.model.Transformer`); the
+    target of a document's last token, which would be the next document's first, is IGNORE."""
+    packed, doc_ids = [], []
+    for group in groups:
+        tokens = [t for i in group for t in rows[i][0]]
+        targets = [y for i in group for y in rows[i][1] + [IGNORE]][:-1]
+        packed.append((tokens, targets))
+        doc_ids.append([d for d, i in enumerate(group) for _ in rows[i][0]])
+    batch = pad_rows(packed, pad_id)
+    batch["doc_ids"] = torch.full_like(batch["tokens"], -1)
+    for r, ids in enumerate(doc_ids):
+        batch["doc_ids"][r, :len(ids)] = torch.tensor(ids)
+    return batch
+
+
 class DialogueBatcher:
     """SFT batches: {"tokens": [B, L], "targets": [B, L-1]}; targets are the next token where the
     chat format marks it trainable (assistant content and its <|eot_id|>), else -100."""
@@ -127,4 +170,4 @@ class PreferenceBatcher:
         self.reader.load_state_dict(state)
 
 
-__all__ = ["DialogueBatcher", "PreferenceBatcher", "pad_rows", "decode_json", "IGNORE"]
+__all__ = ["DialogueBatcher", "PreferenceBatcher", "pad_rows", "group_documents", "pack_rows", "decode_json", "IGNORE"]

@@ -6,6 +6,8 @@
 - `ImageChatBatcher` (`vision-adapter`): {"tokens" [B, L], "targets" [B, L-1], "images"
   [B, 1, max_tiles, 3, t, t], "ratio_ids" [B, 1]}: the chat turn "user: <|image|> PROMPT →
   assistant: ANSWER" (llama3-spec §7 image SFT), loss on the answer and its `<|eot_id|>` only.
+  With `pack` the batch's samples share rows as documents: "doc_ids" [R, L] is added and
+  "images" [R, pack, …] holds each row's images in order (ratio id 0 = none).
 
 Images of different aspect ratios share a batch: `vision.transforms.collate_images` pads missing
 tiles with zeros and missing images with aspect-ratio id 0. Which caption or question a sample
@@ -192,12 +194,15 @@ class ImageChatBatcher(_ImageBatcher):
     """Chat turns about an image; each sample contributes one (prompt, answer) of `tasks`."""
 
     def __init__(self, shards: Sequence[Path], tokenizer, transform: ImageTransform, *, seq_len: int,
-                 tasks: Sequence[str], describe: str, captions: str = "any", **kw):
+                 tasks: Sequence[str], describe: str, captions: str = "any", pack: int = 0, **kw):
+        """pack: put up to this many samples in a row (`chat_data.group_documents`), each a
+        document with its own image, instead of one padded row per sample (0)."""
         from text.chat_format import ChatFormat
 
         super().__init__(shards, transform, **kw)
         self.chat, self.pad_id = ChatFormat(tokenizer), tokenizer.pad_id
         self.seq_len, self.tasks, self.describe, self.captions = seq_len, tuple(tasks), describe, captions
+        self.pack = pack
         prompt_answers({}, self.tasks, describe, captions)  # unknown names fail here, not mid-run
 
     def encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
@@ -212,10 +217,14 @@ class ImageChatBatcher(_ImageBatcher):
             if not turns:
                 raise ValueError(f"{s['shard']}: key {s['key']}: no captions or QA for tasks {self.tasks}")
             rows.append(self.encode(*choose(turns, self.seed, s["epoch"], s["key"])))
-        from train.stages.chat_data import pad_rows
+        from train.stages.chat_data import group_documents, pack_rows, pad_rows
 
-        images, ratio_ids = collate_images([[t] for t in tiles], self.transform.max_tiles)
-        return {**pad_rows(rows, self.pad_id), "images": images, "ratio_ids": ratio_ids}
+        if not self.pack:
+            images, ratio_ids = collate_images([[t] for t in tiles], self.transform.max_tiles)
+            return {**pad_rows(rows, self.pad_id), "images": images, "ratio_ids": ratio_ids}
+        groups = group_documents([len(tokens) for tokens, _ in rows], self.pack)
+        images, ratio_ids = collate_images([[tiles[i] for i in g] for g in groups], self.transform.max_tiles)
+        return {**pack_rows(rows, groups, self.pad_id), "images": images, "ratio_ids": ratio_ids}
 
 
 __all__ = ["vision_config", "CaptionBatcher", "ImageChatBatcher", "TASKS", "CAPTION_CHOICES", "IGNORE", "decode_image_sample", "prompt_answers",

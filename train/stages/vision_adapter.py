@@ -4,8 +4,8 @@ new token rows learn to caption and answer questions about images while the LM s
 
 The LM comes from `model.init` (a `text-sft` run), the encoder from `vision.encoder_init` (a
 `vision-clip` run) when given. Samples are chat turns "user: <|image|> PROMPT → assistant:
-ANSWER" from image shards (`train.stages.image_batches.ImageChatBatcher`); the loss is CE on the
-answer tokens only. The trainable set is `adapters.policies.POLICIES["vision-adapter"]`; every
+ANSWER" from image shards (`train.stages.image_batches.ImageChatBatcher`), packed up to
+`vision.pack` to a row as separate documents; the loss is CE on the answer tokens only. The trainable set is `adapters.policies.POLICIES["vision-adapter"]`; every
 LM tensor is frozen and the loop verifies its checksums at each checkpoint.
 """
 
@@ -52,7 +52,9 @@ class VisionAdapterUnit:
 
     @staticmethod
     def logits(model: nn.Module, batch: dict[str, Tensor], at: Tensor | None = None) -> Tensor:
-        return model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"], logits_at=at)
+        doc_ids = batch["doc_ids"][:, :-1] if "doc_ids" in batch else None
+        return model(batch["tokens"][:, :-1], images=batch["images"], ratio_ids=batch["ratio_ids"],
+                     doc_ids=doc_ids, logits_at=at)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> StepOutput:
         return supervised_loss(lambda at: self.logits(model, batch, at), batch["targets"])
@@ -140,7 +142,8 @@ def build(config: VisionAdapterConfig, env: DistEnv) -> VisionAdapterUnit:
                                   lambda b: VisionAdapterUnit.logits(model, b), env.device)
     lr_scales = {".attn_gate.": v.gate_lr_scale, ".ffn_gate.": v.ffn_gate_lr_scale,
                  "vision_encoder.": v.encoder_lr_scale}
-    return VisionAdapterUnit(model, batcher(d.train_split, config.run.seed), make_val, tokenizer_file(config),
+    # Only training packs: validation keeps a sample per row, so that `swap_images` swaps whole samples.
+    return VisionAdapterUnit(model, batcher(d.train_split, config.run.seed, pack=v.pack), make_val, tokenizer_file(config),
                              parents, v.prompt, {k: f for k, f in lr_scales.items() if f != 1.0})
 
 
