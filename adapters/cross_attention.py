@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from adapters.gate import TanhGate
-from text.attention import sdpa
+from text.attention import at_rows, sdpa
 from text.model import FeedForward, RMSNorm
 
 
@@ -77,11 +77,13 @@ class CrossAttentionBlock(nn.Module):
         self.feed_forward = FeedForward(dim, ffn_hidden_dim)
         self.ffn_gate = TanhGate()
 
-    def forward(self, x: Tensor, image: ImageAttention) -> Tensor:
-        """x [B, T, dim] → [B, T, dim]."""
+    def forward(self, x: Tensor, image: ImageAttention, rows: Tensor | None = None) -> Tensor:
+        """x [B, T, dim] → [B, T, dim]; the FFN runs at the flat positions `rows` only (all when
+        None), as the LM layers' do (`text.attention.at_rows`)."""
         attn = self.attention(self.attention_norm(x), image.kv, image.mask)
         h = x + self.attn_gate(attn * image.row_mask)
-        return h + self.ffn_gate(self.feed_forward(self.ffn_norm(h)) * image.row_mask)
+        ffn = at_rows(lambda r: self.feed_forward(self.ffn_norm(r)), h, rows)
+        return h + self.ffn_gate(ffn * image.row_mask)
 
 
 __all__ = ["ImageAttention", "CrossAttention", "CrossAttentionBlock"]

@@ -211,22 +211,24 @@ class FusionModel(nn.Module):
         images in order; attention, positions and image attendance stay within a document.
         """
         return logits_where(self.output, self.hidden_states(tokens, images=images, ratio_ids=ratio_ids,
-                                                            positions=positions, doc_ids=doc_ids, cache=cache),
-                            logits_at)
+                                                            positions=positions, doc_ids=doc_ids, cache=cache,
+                                                            outputs_at=logits_at), logits_at)
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
                       ratio_ids: Tensor | None = None, positions: Tensor | None = None,
                       doc_ids: Tensor | None = None, cache: FusionCache | None = None,
-                      embeds: Tensor | None = None) -> Tensor:
+                      embeds: Tensor | None = None, outputs_at: Tensor | None = None) -> Tensor:
         """The final-normed hidden states [B, T, dim]. `embeds` [B, T, dim] replaces the token
-        embeddings (a wrapper that splices speech into them, `adapters.multimodal`)."""
+        embeddings (a wrapper that splices speech into them, `adapters.multimodal`); with
+        `outputs_at` [B, T] only those positions' states are exact (`text.attention.needed_rows`)."""
         h = self.embed(tokens) if embeds is None else embeds
         text_cache = cache.text if cache is not None else None
-        ctx = self.text_model.attention_context(h, doc_ids=doc_ids, positions=positions, cache=text_cache)
+        ctx = self.text_model.attention_context(h, doc_ids=doc_ids, positions=positions, cache=text_cache,
+                                                outputs_at=outputs_at)
         image = self.image_attention(tokens, images, ratio_ids, cache, h.dtype, doc_ids)
         for i, layer in enumerate(self.layers):
             if image is not None and i in image:
-                h = self.cross_attention_layers[str(i)](h, image[i])
+                h = self.cross_attention_layers[str(i)](h, image[i], ctx.rows)
             h = layer(h, ctx)
         if text_cache is not None:
             text_cache.advance(h.shape[1])

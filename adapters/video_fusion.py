@@ -194,7 +194,8 @@ class VideoFusionModel(FusionModel):
         """
         hidden = self.hidden_states(tokens, images=images, ratio_ids=ratio_ids, video=video,
                                     video_ratio_ids=video_ratio_ids, video_features=video_features,
-                                    frame_mask=frame_mask, aggregated=aggregated, positions=positions, cache=cache)
+                                    frame_mask=frame_mask, aggregated=aggregated, positions=positions, cache=cache,
+                                    outputs_at=logits_at)
         return logits_where(self.output, hidden, logits_at)
 
     def hidden_states(self, tokens: Tensor, *, images: Tensor | None = None,
@@ -202,20 +203,20 @@ class VideoFusionModel(FusionModel):
                       video_ratio_ids: Tensor | None = None, video_features: Tensor | None = None,
                       frame_mask: Tensor | None = None, aggregated: tuple[Tensor, Tensor] | None = None,
                       positions: Tensor | None = None, cache: VideoFusionCache | None = None,
-                      embeds: Tensor | None = None) -> Tensor:
+                      embeds: Tensor | None = None, outputs_at: Tensor | None = None) -> Tensor:
         """The final-normed hidden states [B, T, dim]; a video block runs before the image block
-        of its layer. `embeds` replaces the token embeddings as in `FusionModel.hidden_states`."""
+        of its layer. `embeds` and `outputs_at` as in `FusionModel.hidden_states`."""
         h = self.embed(tokens) if embeds is None else embeds
         text_cache = cache.text if cache is not None else None
-        ctx = self.text_model.attention_context(h, positions=positions, cache=text_cache)
+        ctx = self.text_model.attention_context(h, positions=positions, cache=text_cache, outputs_at=outputs_at)
         image = self.image_attention(tokens, images, ratio_ids, cache, h.dtype)
         clip = self.video_attention(tokens, video, video_ratio_ids, video_features, frame_mask, cache, h.dtype,
                                     aggregated)
         for i, layer in enumerate(self.layers):
             if clip is not None and i in clip:
-                h = self.video_cross_attention_layers[str(i)](h, clip[i])
+                h = self.video_cross_attention_layers[str(i)](h, clip[i], ctx.rows)
             if image is not None and i in image:
-                h = self.cross_attention_layers[str(i)](h, image[i])
+                h = self.cross_attention_layers[str(i)](h, image[i], ctx.rows)
             h = layer(h, ctx)
         if text_cache is not None:
             text_cache.advance(h.shape[1])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from text.attention import Attention, AttentionContext, KVCache, document_positions
+from text.attention import Attention, AttentionContext, KVCache, at_rows, document_positions, needed_rows
 from text.config import TextConfig
 from text.rope import RotaryEmbedding
 
@@ -83,7 +83,7 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, ctx: AttentionContext) -> Tensor:
         h = x + self.attention(self.attention_norm(x), ctx, self.layer_id)
-        return h + self.feed_forward(self.ffn_norm(h))
+        return h + at_rows(lambda r: self.feed_forward(self.ffn_norm(r)), h, ctx.rows)
 
 
 def logits_where(output: nn.Module, hidden: Tensor, at: Tensor | None) -> Tensor:
@@ -142,17 +142,20 @@ class Transformer(nn.Module):
         positions [B, T]: explicit RoPE positions (left-padded generation); default 0..T-1,
             offset by the cache's fill when decoding.
         logits_at [B, T] bool: return logits [n, vocab] at these positions only (the supervised
-            ones of a loss), sparing the vocabulary-wide projection everywhere else.
+            ones of a loss), sparing the vocabulary-wide projection everywhere else, and the
+            feed-forward layers every position after a row's last one (`needed_rows`).
         """
         return logits_where(self.output, self.hidden_states(tokens, embeds=embeds, doc_ids=doc_ids,
-                                                            positions=positions, cache=cache), logits_at)
+                                                            positions=positions, cache=cache, outputs_at=logits_at),
+                            logits_at)
 
     def hidden_states(self, tokens: Tensor | None = None, *, embeds: Tensor | None = None,
                       doc_ids: Tensor | None = None, positions: Tensor | None = None,
-                      cache: KVCache | None = None) -> Tensor:
-        """The final-normed hidden states [B, T, dim] that `output` maps to logits."""
+                      cache: KVCache | None = None, outputs_at: Tensor | None = None) -> Tensor:
+        """The final-normed hidden states [B, T, dim] that `output` maps to logits; with
+        `outputs_at` [B, T] only those positions' states are exact (`needed_rows`)."""
         h = self.tok_embeddings(tokens) if embeds is None else embeds
-        ctx = self.attention_context(h, doc_ids=doc_ids, positions=positions, cache=cache)
+        ctx = self.attention_context(h, doc_ids=doc_ids, positions=positions, cache=cache, outputs_at=outputs_at)
         for layer in self.layers:
             h = layer(h, ctx)
         if cache is not None:
@@ -160,9 +163,10 @@ class Transformer(nn.Module):
         return self.norm(h)
 
     def attention_context(self, h: Tensor, *, doc_ids: Tensor | None = None,
-                          positions: Tensor | None = None,
-                          cache: KVCache | None = None) -> AttentionContext:
-        """Positions, rotary tables and masking for one pass over h [B, T, dim]."""
+                          positions: Tensor | None = None, cache: KVCache | None = None,
+                          outputs_at: Tensor | None = None) -> AttentionContext:
+        """Positions, rotary tables, masking and the needed rows (of `outputs_at`, the positions
+        whose outputs will be read) for one pass over h [B, T, dim]."""
         T = h.shape[1]
         if doc_ids is not None:
             if positions is None:
@@ -172,7 +176,7 @@ class Transformer(nn.Module):
         dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
         start = cache.filled if cache is not None else 0
         cos, sin = self.rope(positions, start, T, dtype)
-        return AttentionContext(cos=cos, sin=sin, doc_ids=doc_ids, cache=cache)
+        return AttentionContext(cos=cos, sin=sin, doc_ids=doc_ids, cache=cache, rows=needed_rows(outputs_at))
 
     def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype | None = None) -> KVCache:
         """An empty KV cache for `batch` rows of up to `max_len` tokens."""

@@ -274,3 +274,30 @@ def test_packed_documents_see_only_themselves_and_their_own_image(fused):
                  for n, row in enumerate((first, second))]
     torch.testing.assert_close(together[:, :7], alone[0], rtol=0, atol=1e-5)
     torch.testing.assert_close(together[:, 7:], alone[1], rtol=0, atol=1e-5)
+
+
+def test_skipping_positions_after_the_last_needed_one_keeps_the_gradients(fused):
+    """With `logits_at`, the position-wise layers skip every position after a row's last marked one
+    (`text.attention.needed_rows`): nothing marked attends there, so the loss and every gradient of a
+    training step are those of the full forward."""
+    from text.attention import needed_rows
+
+    open_gates(fused)
+    tokens, images, ratio_ids = sample_batch()
+    at = torch.zeros_like(tokens, dtype=torch.bool)
+    at[0, 3:7] = at[1, 8:11] = True
+    assert needed_rows(at).tolist() == [*range(7), *range(14, 14 + 11)]
+    assert needed_rows(torch.ones_like(at)) is None
+    targets = tokens.roll(-1, 1)[at] % V
+
+    def grads(loss):
+        fused.zero_grad(set_to_none=True)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in fused.named_parameters() if p.grad is not None}
+
+    full = grads(torch.nn.functional.cross_entropy(fused(tokens, images=images, ratio_ids=ratio_ids)[at], targets))
+    skipped = grads(torch.nn.functional.cross_entropy(
+        fused(tokens, images=images, ratio_ids=ratio_ids, logits_at=at), targets))
+    assert full.keys() == skipped.keys() and len(full) > 10
+    for name in full:
+        torch.testing.assert_close(skipped[name], full[name], rtol=1e-4, atol=1e-6, msg=name)
