@@ -108,6 +108,10 @@ class OptimSection:
     """Linear warm-up from 0 to the peak over this many optimizer steps."""
     schedule: str = "cosine"
     """cosine (to min_lr_ratio·lr), linear (to 0, the paper's annealing) or constant."""
+    horizon: str = "steps"
+    """What the decay runs over: "steps" (train.steps) or "minutes" (run.max_minutes of wall time,
+    so a time-capped run anneals fully however fast the machine is, as budgeted "cramming" runs
+    do; its LR then depends on the clock, and the steps reached are logged)."""
     weight_decay: float = 0.1
     """Decoupled weight decay on matrices (norm weights and embeddings are not decayed)."""
     beta1: float = 0.9

@@ -60,7 +60,7 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
     optimizer = build_optimizer(model, config.optim, getattr(unit, "lr_scales", dict)())
     frozen = tensor_checksums(frozen_tensors(model, unit.frozen_modules()))
 
-    step, loop_state = 0, {"bad_in_a_row": 0, "skipped": 0, "tokens": 0}
+    step, loop_state = 0, {"bad_in_a_row": 0, "skipped": 0, "tokens": 0, "seconds": 0.0}
     resume_from = resolve_resume(config.checkpoint.resume, run)
     if resume_from is None and find_latest(run) is not None:
         raise ValueError(f"{run} already holds checkpoints; resume it (--resume auto) or choose a new run.dir")
@@ -79,12 +79,16 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
     autocast = _autocast(env.device, tc.dtype)
     window = {"loss": 0.0, "steps": 0, "tokens": 0, "time": 0.0, "extra": {}}
     last: dict[str, float] = {}
-    deadline = time.monotonic() + rc.max_minutes * 60 if rc.max_minutes > 0 else None
+    budget, by_time = rc.max_minutes * 60, _time_horizon(config)
+    # loop_state "seconds" is the loop's wall time over every (re)start. A time horizon spends
+    # run.max_minutes once in all; otherwise each (re)start may run that long.
+    seconds_before, loop_start = loop_state.get("seconds", 0.0), time.monotonic()
     wrapped.train()
     final = step >= tc.steps
     while not final:
         started = time.perf_counter()
-        lr = lr_at(step, tc.steps, config.optim)
+        seconds = seconds_before + time.monotonic() - loop_start
+        lr = lr_at(step, tc.steps, config.optim, seconds / budget if by_time else None)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         loss_sum, tokens, extra = torch.zeros((), device=env.device), 0, {}
@@ -140,7 +144,9 @@ def _run(config: RunConfig, build_unit: UnitBuilder, stage: str, env: D.DistEnv)
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}")
 
-        out_of_time = deadline is not None and D.any_rank(time.monotonic() > deadline, env.device)
+        loop_state["seconds"] = seconds_before + time.monotonic() - loop_start
+        ran = loop_state["seconds"] - (0.0 if by_time else seconds_before)
+        out_of_time = budget > 0 and D.any_rank(ran > budget, env.device)
         final = step >= tc.steps or out_of_time or _unit_finished(unit, env)
         if step % rc.log_every == 0 or final:
             last = _flush_window(window, env, lr=lr, grad_norm=float(grad_norm), loop_state=loop_state)
@@ -180,6 +186,16 @@ def _unit_finished(unit: TrainUnit, env: D.DistEnv) -> bool:
     extension once short-context perplexity has recovered); units without one never do. Any rank
     finishing ends every rank, so no rank waits on a collective the others left."""
     return hasattr(unit, "finished") and D.any_rank(bool(unit.finished()), env.device)
+
+
+def _time_horizon(config: RunConfig) -> bool:
+    """Whether the LR decays over run.max_minutes (optim.horizon "minutes") rather than steps."""
+    horizon = config.optim.horizon
+    if horizon not in ("steps", "minutes"):
+        raise ValueError(f'optim.horizon must be "steps" or "minutes", got {horizon!r}')
+    if horizon == "minutes" and config.run.max_minutes <= 0:
+        raise ValueError('optim.horizon = "minutes" needs run.max_minutes > 0')
+    return horizon == "minutes"
 
 
 def tc_clip(config: RunConfig) -> float:

@@ -38,14 +38,16 @@ def build_optimizer(model: nn.Module, config: OptimSection,
                              lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
 
 
-def lr_at(step: int, total: int, config: OptimSection) -> float:
-    """Learning rate for optimizer step `step` (0-based) of `total`."""
+def lr_at(step: int, total: int, config: OptimSection, progress: float | None = None) -> float:
+    """Learning rate for optimizer step `step` (0-based) of `total`; `progress` in [0, 1], when
+    given, replaces the decay's step-based progress (optim.horizon "minutes": the time spent)."""
     if config.warmup_steps > 0 and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
-    span = max(1, total - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
+    if progress is None:
+        progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    progress = min(1.0, progress)
     if config.schedule == "cosine":
         floor = config.lr * config.min_lr_ratio
         return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -155,6 +155,29 @@ def test_lr_schedules():
     assert lr_at(10, 100, cos) == pytest.approx(1.0) and lr_at(100, 100, cos) == pytest.approx(0.1)
     lin = OptimSection(lr=1.0, warmup_steps=0, schedule="linear")
     assert lr_at(50, 100, lin) == pytest.approx(0.5) and lr_at(100, 100, lin) == 0.0
+    # optim.horizon "minutes": the decay follows the share of the time spent, not the step
+    assert lr_at(20, 100, cos, progress=0.5) == pytest.approx(0.55) and lr_at(5, 100, cos, progress=0.9) < 1.0
+    assert lr_at(99, 100, cos, progress=0.0) == pytest.approx(1.0) and lr_at(20, 100, cos, progress=1.7) == 0.1
+
+
+@pytest.mark.parametrize("horizon", ["minutes", "steps"])
+def test_a_minutes_horizon_anneals_within_the_time_cap(tmp_path, horizon):
+    """With optim.horizon "minutes" a run capped by run.max_minutes ends annealed however many
+    steps the machine managed; with "steps" it stops mid-schedule."""
+    assert herd(["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--train.steps=1000000",
+                 "--run.max_minutes=0.04", f"--optim.horizon={horizon}", "--optim.warmup_steps=0",
+                 "--optim.lr=1e-3", "--optim.min_lr_ratio=0.1", "--run.log_every=1", "--train.eval_every=0",
+                 "--checkpoint.every=0"]) == 0
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert 5 < len(lrs) < 1000000 and lrs[0] > 0.99e-3
+    assert (lrs[-1] < 0.15e-3) if horizon == "minutes" else (lrs[-1] > 0.99e-3)
+    meta = json.loads((tmp_path / "checkpoints" / f"step_{len(lrs):08d}" / "meta.json").read_text())
+    assert 2.4 <= meta["loop"]["seconds"] < 30
+
+
+def test_a_minutes_horizon_needs_a_time_cap(tmp_path):
+    assert herd(["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--optim.horizon=minutes"]) == 2
+    assert herd(["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--optim.horizon=hours"]) == 2
 
 
 def test_lr_scales_group_parameters_by_name_pattern():
