@@ -175,6 +175,22 @@ def test_a_minutes_horizon_anneals_within_the_time_cap(tmp_path, horizon):
     assert 2.4 <= meta["loop"]["seconds"] < 30
 
 
+def test_a_resumed_minutes_horizon_spends_only_what_is_left(tmp_path):
+    """The loop's wall time is kept in the checkpoint: a run resumed under a time horizon starts
+    its decay where it stopped and ends when the budget of both lives is spent."""
+    args = ["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--run.max_minutes=0.05",
+            "--optim.horizon=minutes", "--optim.warmup_steps=0", "--optim.lr=1e-3", "--optim.min_lr_ratio=0.1",
+            "--run.log_every=1", "--train.eval_every=0", "--checkpoint.every=0"]
+    assert herd([*args, "--train.steps=5"]) == 0
+    first = json.loads((tmp_path / "checkpoints" / "step_00000005" / "meta.json").read_text())["loop"]["seconds"]
+    assert 0 < first < 3.0
+    assert herd([*args, "--train.steps=1000000", "--resume", "auto"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"lr"' in line]
+    last = json.loads((tmp_path / "checkpoints" / f"step_{rows[-1]['step']:08d}" / "meta.json").read_text())
+    assert 3.0 <= last["loop"]["seconds"] < 3.0 + 2.0  # one budget for both lives, not two
+    assert rows[5]["lr"] < rows[0]["lr"] and rows[-1]["lr"] < 0.15e-3
+
+
 def test_a_minutes_horizon_needs_a_time_cap(tmp_path):
     assert herd(["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--optim.horizon=minutes"]) == 2
     assert herd(["train", "text-pretrain", *SYNTHETIC, f"--run.dir={tmp_path}", "--optim.horizon=hours"]) == 2
