@@ -179,16 +179,15 @@ class VisionEncoder(nn.Module):
     def forward(self, images: Tensor, ratio_ids: Tensor) -> Tensor:
         """images [B, N, max_tiles, 3, tile, tile], ratio_ids [B, N] (0 = padding image)
         → features [B, N, max_tiles, tokens_per_tile, output_dim], zero for padding tiles and images."""
+        c = self.config
         real = ratio_ids > 0
         if not bool(real.all()):  # padding images (rows with fewer images, packed rows) cost nothing
-            c = self.config
             if not bool(real.any()):
                 return images.new_zeros(*ratio_ids.shape, c.max_tiles, c.tokens_per_tile, c.output_dim)
             features = self.forward(images[real][:, None], ratio_ids[real][:, None])  # [M, 1, …]
             out = features.new_zeros(*ratio_ids.shape, *features.shape[2:])
             out[real] = features[:, 0]
             return out
-        c = self.config
         B, N, T = images.shape[:3]
         ids = ratio_ids.reshape(B * N)
         x = self.patch_embed(images.reshape(B * N * T, *images.shape[3:]))

@@ -219,12 +219,13 @@ class ImageChatBatcher(_ImageBatcher):
             rows.append(self.encode(*choose(turns, self.seed, s["epoch"], s["key"])))
         from train.stages.chat_data import group_documents, pack_rows, pad_rows
 
-        if not self.pack:
-            images, ratio_ids = collate_images([[t] for t in tiles], self.transform.max_tiles)
-            return {**pad_rows(rows, self.pad_id), "images": images, "ratio_ids": ratio_ids}
-        groups = group_documents([len(tokens) for tokens, _ in rows], self.pack)
+        if self.pack:
+            groups = group_documents([len(tokens) for tokens, _ in rows], self.pack)
+            batch = pack_rows(rows, groups, self.pad_id)
+        else:
+            groups, batch = [[i] for i in range(len(rows))], pad_rows(rows, self.pad_id)
         images, ratio_ids = collate_images([[tiles[i] for i in g] for g in groups], self.transform.max_tiles)
-        return {**pack_rows(rows, groups, self.pad_id), "images": images, "ratio_ids": ratio_ids}
+        return {**batch, "images": images, "ratio_ids": ratio_ids}
 
 
 __all__ = ["vision_config", "CaptionBatcher", "ImageChatBatcher", "TASKS", "CAPTION_CHOICES", "IGNORE", "decode_image_sample", "prompt_answers",
